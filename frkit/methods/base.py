@@ -1,0 +1,149 @@
+"""The small protocol every continual-learning method follows, and what the runner hands it.
+
+learn(step, marketplace, seen)  -- train on this marketplace (its data alone; only ``joint`` reads ``seen``)
+model_for(name) -> (model, head) -- the model and head that score marketplace ``name``
+save(folder) / load(folder)     -- everything needed to resume after this marketplace
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from frkit.data.batching import make_loader
+from frkit.data.marketplace import Marketplace
+from frkit.models.cross_encoder import CrossEncoder
+from frkit.models.encoder import load_encoder
+from frkit.train import FitResult, LossFn, TrainSettings, cross_entropy_loss, fit, get_accelerator, predict_scores, roc_auc
+
+
+@dataclass
+class MethodContext:
+    """What the runner gives a method: configuration, tokenizer and a way to get a fresh base encoder."""
+
+    cfg: object
+    model_source: Path
+    tokenizer: object
+    show_progress: bool = True
+    _base_state: dict | None = field(default=None, repr=False)
+    _base_encoder: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return get_accelerator(self.cfg.precision).device
+
+    def new_encoder(self) -> nn.Module:
+        """A fresh copy of the base encoder (loaded from disk once, then copied in memory)."""
+        if self._base_encoder is None:
+            self._base_encoder = load_encoder(self.model_source)
+        return copy.deepcopy(self._base_encoder).to(self.device)
+
+    def new_model(self) -> CrossEncoder:
+        encoder = self.new_encoder()
+        return CrossEncoder(encoder, encoder.config.hidden_size, self.cfg.pooling)
+
+    def loader(self, table: pd.DataFrame, train: bool, seed: int = 0):
+        size = self.cfg.batch_size if train else self.cfg.eval_batch_size
+        return make_loader(table, self.tokenizer, self.cfg.max_length, size, shuffle=train, seed=seed)
+
+
+def count_trainable(params) -> int:
+    return int(sum(p.numel() for p in params))
+
+
+def save_module(module: nn.Module, path: Path) -> None:
+    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(path))
+
+
+def load_module(module: nn.Module, path: Path) -> None:
+    state = load_file(str(path), device=str(next(module.parameters()).device))
+    module.load_state_dict(state)
+
+
+class Method:
+    """Base class: subclasses set ``name``, implement learn/model_for/save/load."""
+
+    name: ClassVar[str]
+    option_groups: ClassVar[tuple[type[BaseModel], ...]] = ()
+
+    def __init__(self, cfg, ctx: MethodContext):
+        self.cfg = cfg
+        self.ctx = ctx
+        self.learned: list[str] = []  # marketplace names in the order learned
+        self.trainable_params: int = 0  # of the last learn() (Table 1's last column)
+
+    # -- protocol ---------------------------------------------------------------------------------
+    def learn(self, step: int, marketplace: Marketplace, seen: list[Marketplace]) -> dict:
+        raise NotImplementedError
+
+    def model_for(self, name: str) -> tuple[nn.Module, str]:
+        raise NotImplementedError
+
+    def save(self, folder: Path) -> None:
+        (folder / "method.json").write_text(json.dumps({"learned": self.learned, "trainable_params": self.trainable_params}))
+
+    def load(self, folder: Path) -> None:
+        meta = json.loads((folder / "method.json").read_text())
+        self.learned, self.trainable_params = meta["learned"], meta["trainable_params"]
+
+    # -- shared helpers -----------------------------------------------------------------------------
+    def scoring_name(self, name: str) -> str:
+        """Marketplaces not learned yet are scored with the latest marketplace's head (forward transfer)."""
+        return name if name in self.learned else self.learned[-1]
+
+    def predict(self, table: pd.DataFrame, name: str) -> np.ndarray:
+        model, head = self.model_for(self.scoring_name(name))
+        return predict_scores(model, self.ctx.loader(table, train=False), head, get_accelerator(self.cfg.precision))
+
+    def validation_auc(self, model: nn.Module, table: pd.DataFrame, head: str):
+        loader = self.ctx.loader(table, train=False)
+        return lambda: roc_auc(table["label"], predict_scores(model, loader, head, get_accelerator(self.cfg.precision)))
+
+    def train(
+        self,
+        model: nn.Module,
+        params,
+        marketplace: Marketplace,
+        head: str,
+        lr: float,
+        step: int,
+        loss_fn: LossFn | None = None,
+        train_table: pd.DataFrame | None = None,
+        validation_table: pd.DataFrame | None = None,
+        **settings_overrides,
+    ) -> FitResult:
+        """Run the one training loop on a marketplace's train split, early-stopping on its validation split."""
+        params = list(params) if not isinstance(params, list) else params
+        flat = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
+        self.trainable_params = count_trainable(flat)
+        train_table = marketplace.train if train_table is None else train_table
+        validation_table = marketplace.validation if validation_table is None else validation_table
+        settings = TrainSettings.from_config(self.cfg, lr, show_progress=self.ctx.show_progress, **settings_overrides)
+        return fit(
+            model,
+            params,
+            self.ctx.loader(train_table, train=True, seed=self.cfg.seed + step),
+            loss_fn or cross_entropy_loss(head),
+            self.validation_auc(model, validation_table, head),
+            settings,
+            desc=f"{self.name}:{marketplace.name}",
+        )
+
+
+def fit_log(result: FitResult) -> dict:
+    return {
+        "best_val_auc": result.best_val_auc,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "steps": result.steps,
+        "history": result.history,
+    }

@@ -1,0 +1,16 @@
+"""peft prefix tuning per marketplace: trainable key/value prefixes on a frozen base, a head per marketplace."""
+from __future__ import annotations
+
+from frkit.methods import register
+from frkit.methods.lora import PeftPerMarketplace
+from frkit.methods.options import PrefixOptions
+from frkit.models.peft_adapters import prefix_config
+
+
+@register
+class Prefix(PeftPerMarketplace):
+    name = "prefix"
+    option_groups = (PrefixOptions,)
+
+    def adapter_config(self):
+        return prefix_config(self.cfg.prefix_tokens)

@@ -1,0 +1,107 @@
+"""The continual-learning loop.
+
+for each marketplace k, in the configured order:
+    method.learn(marketplace k)              -- from its own data alone
+    R[k, t] = ROC-AUC on every test set t    -- seen ones, and unseen ones if evaluate_unseen
+    save the method's state and R[k]         -- a stopped run resumes here
+then metrics (average, forgetting, BWT, FWT) go to metrics.json and auc_matrix.csv.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import set_seed
+
+from frkit.artifacts import RunFolder
+from frkit.config import BaseRunConfig
+from frkit.data import load_marketplaces
+from frkit.data.marketplace import Marketplace
+from frkit.methods import METHODS
+from frkit.methods.base import MethodContext
+from frkit.metrics import auc_matrix_frame, summarize
+from frkit.models.encoder import load_tokenizer
+from frkit.models.source import prepare_model_source
+from frkit.train import get_accelerator, predict_scores, roc_auc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    auc_matrix: np.ndarray
+
+
+def load_configured_marketplaces(cfg: BaseRunConfig) -> list[Marketplace]:
+    """Load and validate every marketplace: bad data fails here, before any model is touched."""
+    return load_marketplaces(
+        cfg.data_source, cfg.data_path, cfg.marketplaces,
+        train_file=cfg.train_file, validation_fraction=cfg.validation_fraction, small_version=cfg.small_version,
+        tables=cfg.tables, columns=cfg.columns, max_train=cfg.max_train, max_validation=cfg.max_validation,
+        max_test=cfg.max_test, seed=cfg.seed,
+    )
+
+
+def _init_aucs(ctx: MethodContext, cfg, marketplaces: list[Marketplace]) -> list[float]:
+    """b_t for forward transfer: the base encoder with a freshly initialised (seeded) head."""
+    set_seed(cfg.seed)
+    model = ctx.new_model()
+    model.add_head("init")
+    acc = get_accelerator(cfg.precision)
+    return [roc_auc(m.test["label"], predict_scores(model, ctx.loader(m.test, train=False), "init", acc)) for m in marketplaces]
+
+
+def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
+    """Run (or resume) the configured sequence; returns the metrics and the AUC matrix."""
+    method_cls = METHODS[cfg.method]
+    marketplaces = load_configured_marketplaces(cfg)
+    folder = RunFolder(cfg.run_dir)
+    folder.open(cfg.model_dump(), resume=cfg.resume)
+
+    model_source = prepare_model_source(cfg, marketplaces)
+    ctx = MethodContext(cfg, model_source, load_tokenizer(model_source), show_progress=show_progress)
+    set_seed(cfg.seed)
+    method = method_cls(cfg, ctx)
+
+    names = [m.name for m in marketplaces]
+    K = len(marketplaces)
+    R = np.full((K, K), np.nan)
+    progress = folder.progress()
+    for s in progress["steps"]:
+        R[s["step"]] = [np.nan if x is None else x for x in s["auc_row"]]
+    done = len(progress["steps"])
+    if done:
+        log.info("resuming %s after %s", folder.path, progress["steps"][-1]["marketplace"])
+        method.load(folder.latest_checkpoint())
+    init_aucs = progress.get("init_aucs")
+    if cfg.evaluate_unseen and init_aucs is None:
+        init_aucs = _init_aucs(ctx, cfg, marketplaces)
+        folder.save_init_aucs(init_aucs)
+
+    for k in range(done, K):
+        marketplace = marketplaces[k]
+        set_seed(cfg.seed + k)  # per-step seeding: a resumed run replays exactly what it would have done
+        started = time.time()
+        learn_log = method.learn(k, marketplace, marketplaces[: k + 1])
+        learn_s = time.time() - started
+        for t, other in enumerate(marketplaces):
+            if t <= k or cfg.evaluate_unseen:
+                R[k, t] = roc_auc(other.test["label"], method.predict(other.test, other.name))
+        row = [None if np.isnan(x) else float(x) for x in R[k]]
+        folder.save_step(k, marketplace.name, row, {**learn_log, "learn_seconds": learn_s,
+                                                     "eval_seconds": time.time() - started - learn_s}, method)
+        log.info("after %s: %s", marketplace.name, dict(zip(names, row)))
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    metrics = summarize(R, names, init_aucs)
+    metrics["method"] = cfg.method
+    metrics["trainable_params"] = {s["marketplace"]: s["trainable_params"] for s in folder.progress()["steps"]}
+    folder.write_metrics(metrics, auc_matrix_frame(R, names))
+    return RunResult(folder.path, metrics, R)

@@ -1,0 +1,80 @@
+"""Shared fixtures: a tiny random BERT with a tiny WordPiece tokenizer, and tiny PAWS-X-layout data.
+
+Everything is made here, from configs and seeded random numbers: no network, no real weights.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel, BertTokenizerFast
+
+LANGS = ("en", "es", "ja")
+WORDS = {lang: [f"{lang}{i}" for i in range(40)] for lang in LANGS}
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def tiny_bert_config(vocab_size: int) -> BertConfig:
+    return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                      attention_probs_dropout_prob=0.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny_model")
+    vocab = SPECIAL + [w for lang in LANGS for w in WORDS[lang]]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=False)
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(tiny_bert_config(len(vocab)), add_pooling_layer=False).save_pretrained(folder)
+    return folder
+
+
+def make_pairs(lang: str, n: int, seed: int, id_offset: int = 0) -> list[tuple[str, str, str, int]]:
+    """Paraphrase-like pairs: label 1 = same words reordered, label 0 = mostly other words."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a = rng.sample(WORDS[lang], 5)
+        label = i % 2
+        b = rng.sample(a, 5) if label else rng.sample(WORDS[lang], 4) + [a[0]]
+        rows.append((str(id_offset + i), " ".join(a), " ".join(b), label))
+    return rows
+
+
+def write_pawsx(root: Path, n_train: int = 48, n_test: int = 32, langs=LANGS) -> Path:
+    """x-final/<lang>/{dev_2k,test_2k}.tsv in the release's layout; ids parallel across languages."""
+    for lang in langs:
+        d = root / lang
+        d.mkdir(parents=True, exist_ok=True)
+        for fname, n, offset in (("dev_2k.tsv", n_train, 0), ("test_2k.tsv", n_test, 10_000)):
+            lines = ["id\tsentence1\tsentence2\tlabel"]
+            lines += [f"{i}\t{a}\t{b}\t{y}" for i, a, b, y in make_pairs(lang, n, seed=hash((lang, fname)) % 1000, id_offset=offset)]
+            (d / fname).write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_pawsx(tmp_path_factory) -> Path:
+    return write_pawsx(tmp_path_factory.mktemp("pawsx") / "x-final")
+
+
+@pytest.fixture
+def tiny_params(tmp_path, tiny_model_dir, tiny_pawsx):
+    """Flat params for a seconds-long run of any method on the tiny model and data."""
+
+    def make(**overrides):
+        params = dict(
+            run_name="tiny", output_dir=str(tmp_path / "outputs"), seed=0, data_source="pawsx",
+            data_path=str(tiny_pawsx), marketplaces=["en", "es", "ja"], model_name_or_path=str(tiny_model_dir),
+            trim_vocab=False, max_length=32, epochs=2, batch_size=8, eval_batch_size=32, patience=1,
+            lr=1e-3, adapter_lr=1e-2, lora_rank=2, lora_alpha=4, prefix_tokens=3,
+        )
+        params.update(overrides)
+        return params
+
+    return make
