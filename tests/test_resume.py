@@ -1,0 +1,81 @@
+"""A run stopped during marketplace k resumes from k and ends with the same metrics as an uninterrupted run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+import frkit.methods.base as base
+from frkit.config import make_config
+from frkit.runner import run
+
+
+class Stop(KeyboardInterrupt):
+    pass
+
+
+@pytest.mark.parametrize("method", ["sequential", "lora"])
+def test_stop_in_the_middle_of_a_marketplace_then_resume(method, tiny_params, monkeypatch):
+    reference = run(make_config(tiny_params(method=method, run_name="ref")), show_progress=False)
+
+    real_fit = base.fit
+    calls = {"n": 0}
+
+    def fit_that_stops(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # marketplace 1 (es): stop after two optimiser steps, as Ctrl-C would
+            def on_step(step, loss):
+                if step == 2:
+                    raise Stop()
+            kwargs["on_step"] = on_step
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(base, "fit", fit_that_stops)
+    cfg = make_config(tiny_params(method=method, run_name="stopped"))
+    with pytest.raises(Stop):
+        run(cfg, show_progress=False)
+    progress = json.loads((cfg.run_dir / "progress.json").read_text())
+    assert [s["marketplace"] for s in progress["steps"]] == ["en"]  # en intact, es not recorded
+    assert not (cfg.run_dir / "metrics.json").exists()
+
+    monkeypatch.setattr(base, "fit", real_fit)
+    resumed = run(cfg, show_progress=False)
+    np.testing.assert_allclose(resumed.auc_matrix, reference.auc_matrix, rtol=0, atol=1e-6)
+    assert resumed.metrics["average_auc"] == pytest.approx(reference.metrics["average_auc"], abs=1e-6)
+
+
+def test_killed_process_resumes(tiny_params, tmp_path):
+    params = tiny_params(method="sequential", run_name="killed", epochs=3, patience=0)
+    reference = run(make_config({**params, "run_name": "unkilled"}), show_progress=False)
+    pfile = tmp_path / "p.yaml"
+    pfile.write_text(yaml.safe_dump(params))
+    progress = tmp_path / "outputs" / "killed" / "progress.json"
+    proc = subprocess.Popen([sys.executable, "-m", "frkit", "run", str(pfile)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 240
+    steps = 0
+    while time.time() < deadline and proc.poll() is None:
+        if progress.exists():
+            steps = len(json.loads(progress.read_text())["steps"])
+            if steps >= 1:
+                break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert steps >= 1, "the subprocess never finished its first marketplace"
+    resumed = run(make_config(params), show_progress=False)
+    np.testing.assert_allclose(resumed.auc_matrix, reference.auc_matrix, rtol=0, atol=1e-6)
+
+
+def test_changed_parameters_refuse_to_resume(tiny_params):
+    from frkit.errors import FrkitInputError
+
+    run(make_config(tiny_params(method="independent", run_name="r", marketplaces=["en", "es"])), show_progress=False)
+    with pytest.raises(FrkitInputError, match=r"other parameters.*lr"):
+        run(make_config(tiny_params(method="independent", run_name="r", marketplaces=["en", "es"], lr=0.5)),
+            show_progress=False)
