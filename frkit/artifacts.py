@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from safetensors.torch import load_file, save_file
 
 from frkit.errors import FrkitInputError
 
@@ -129,6 +130,19 @@ class RunFolder:
         for old in (self.path / "checkpoints").glob("step_*"):  # keep only the latest checkpoint
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
+
+    def save_artifacts(self, step: int, name: str, artifacts: dict) -> None:
+        if not artifacts:
+            return
+        folder = self.path / "artifacts" / f"step_{step}_{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for key, tensors in artifacts.items():
+            tmp = folder / f"{key}.safetensors.tmp"
+            save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+            os.replace(tmp, folder / f"{key}.safetensors")
+
+    def load_artifact(self, step: int, name: str, key: str) -> dict:
+        return load_file(str(self.path / "artifacts" / f"step_{step}_{name}" / f"{key}.safetensors"))
 
     def latest_checkpoint(self) -> Path | None:
         steps = self.progress()["steps"]

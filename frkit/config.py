@@ -49,15 +49,16 @@ class BaseRunConfig(BaseModel):
     max_length: int = Field(128, ge=8)
     pooling: Literal["cls", "mean"] = "cls"
     # -- the one training loop --------------------------------------------------------------------
-    lr: float = Field(2e-5, gt=0)  # full-parameter training
-    adapter_lr: float = Field(5e-4, gt=0)  # adapters / LoRA / prefix / fusion and the heads beside them
-    epochs: int = Field(3, ge=1)
-    batch_size: int = Field(32, ge=1)
+    # defaults: FR-LoRA section 5.1 (AdamW, 5e-5 full model / 3e-4 PEFT, batch 128, 25 epochs, patience 3)
+    lr: float = Field(5e-5, gt=0)  # full-parameter training (and FR-LoRA / EWC Stage I)
+    adapter_lr: float = Field(3e-4, gt=0)  # adapters / LoRA / prefix / fusion and the heads beside them
+    epochs: int = Field(25, ge=1)
+    batch_size: int = Field(128, ge=1)
     eval_batch_size: int = Field(128, ge=1)
     weight_decay: float = Field(0.01, ge=0)
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    patience: int = Field(2, ge=0)  # epochs without validation ROC-AUC gain before stopping (0: never stop early)
+    patience: int = Field(3, ge=0)  # epochs without validation ROC-AUC gain before stopping (0: never stop early)
     max_grad_norm: float | None = Field(1.0, gt=0)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     max_steps_per_epoch: int | None = Field(None, gt=0)  # cap for smoke runs

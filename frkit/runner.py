@@ -94,6 +94,7 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
             if t <= k or cfg.evaluate_unseen:
                 R[k, t] = roc_auc(other.test["label"], method.predict(other.test, other.name))
         row = [None if np.isnan(x) else float(x) for x in R[k]]
+        folder.save_artifacts(k, marketplace.name, method.artifacts())  # before the step is recorded
         folder.save_step(k, marketplace.name, row, {**learn_log, "learn_seconds": learn_s,
                                                      "eval_seconds": time.time() - started - learn_s}, method)
         log.info("after %s: %s", marketplace.name, dict(zip(names, row)))

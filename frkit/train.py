@@ -80,6 +80,7 @@ class TrainSettings:
     weight_decay: float = 0.01
     schedule: str = "cosine"
     warmup_ratio: float = 0.1
+    warmup_steps: int | None = None  # overrides warmup_ratio when set (FR-LoRA Stage II: 1000 steps)
     patience: int = 2
     max_grad_norm: float | None = 1.0
     precision: str = "auto"
@@ -98,7 +99,7 @@ class TrainSettings:
 
 
 def _make_scheduler(optimizer, settings: TrainSettings, total_steps: int):
-    warmup = int(settings.warmup_ratio * total_steps)
+    warmup = settings.warmup_steps if settings.warmup_steps is not None else int(settings.warmup_ratio * total_steps)
     if settings.schedule == "cosine":
         return get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
     return get_constant_schedule_with_warmup(optimizer, warmup)

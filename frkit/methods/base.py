@@ -95,6 +95,13 @@ class Method:
         meta = json.loads((folder / "method.json").read_text())
         self.learned, self.trainable_params = meta["learned"], meta["trainable_params"]
 
+    def artifacts(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Tensors worth keeping for analysis after this marketplace (e.g. its Fisher), kept for every step.
+
+        The runner writes each entry to ``<run>/artifacts/step_<k>_<name>/<key>.safetensors``.
+        """
+        return {}
+
     # -- shared helpers -----------------------------------------------------------------------------
     def scoring_name(self, name: str) -> str:
         """Marketplaces not learned yet are scored with the latest marketplace's head (forward transfer)."""

@@ -1,0 +1,115 @@
+"""FR-LoRA / FR-DoRA (Adhikari et al. 2025), Algorithm 1 step by step.
+
+for each marketplace t:
+  1. Stage I: fine-tune the base (adapters off) with EWC, Eq. 2                    (Alg. 1 line 4)
+  2. Fisher F_t of the base on D_t, Eq. 3                                           (line 5)
+  3. freeze the base, add LoRA/DoRA t on query/key/value                            (lines 6-7)
+  4. Stage II: train LoRA t (+ head t) with L_task + beta/2 sum dW^2/(F_t+eps), Eq. 4  (line 8)
+  5. keep LoRA t                                                                    (line 9)
+  6. recompute the Fisher with LoRA t active; carry it into the next Eq. 2          (line 10)
+  7. decay the base learning rate                                                   (line 11)
+after the last marketplace, optionally project older LoRAs onto the last one's subspaces, Eq. 5 (lines 14-16).
+Marketplace t is scored with the final base + its own adapter and head.
+"""
+from __future__ import annotations
+
+import torch
+
+from frkit.core.lora_delta import effective_delta_w, lora_factors
+from frkit.core.penalties import fr_inverse_fisher, fr_penalty_precomputed
+from frkit.core.projection import project_lora_factors
+from frkit.methods import register
+from frkit.methods.base import fit_log
+from frkit.methods.ewc import EwcBase, qkv_only
+from frkit.methods.options import EwcOptions, FrOptions, LoraOptions
+from frkit.models.peft_adapters import adapter_parameters, add_adapter, freeze_all_but, lora_config
+from frkit.train import cross_entropy_loss
+
+
+@register
+class FrLora(EwcBase):
+    name = "fr_lora"
+    option_groups = (EwcOptions, LoraOptions, FrOptions)
+    use_dora = False
+
+    def adapter_config(self):
+        c = self.cfg
+        return lora_config(c.lora_rank, c.lora_alpha, c.lora_dropout, c.lora_targets, use_dora=self.use_dora)
+
+    def learn(self, step, marketplace, seen):
+        name = marketplace.name
+        stage1 = self.train_base_with_ewc(step, marketplace)  # line 4
+        self.stage1_fisher = self.compute_fisher(marketplace, name)  # line 5
+        stage2 = self.train_adapter(step, marketplace)  # lines 6-9
+        fisher_with_lora = self.compute_fisher(marketplace, name)  # line 10 (adapter t active)
+        self.carry_fisher(step, fisher_with_lora)
+        self.learned.append(name)
+        if self.cfg.projection and step == len(self.cfg.marketplaces) - 1:
+            self.project_older_adapters()  # lines 14-16
+        self.trainable_params = self.stage1_params + self.trainable_params
+        return {"stage1": fit_log(stage1), "stage2": fit_log(stage2), **fit_log(stage2),
+                "stage1_lr": self.base_lr(step)}
+
+    def train_base_with_ewc(self, step, marketplace):
+        result = super().train_base_with_ewc(step, marketplace)
+        self.stage1_params = self.trainable_params
+        return result
+
+    def train_adapter(self, step, marketplace):
+        """Stage II, Eq. 4: only LoRA t and head t train; the base is frozen."""
+        name = marketplace.name
+        self.model.encoder = add_adapter(self.model.encoder, name, self.adapter_config())
+        params = adapter_parameters(self.model.encoder, name) + list(self.model.heads[name].parameters())
+        freeze_all_but(self.model, params)
+        task_loss = cross_entropy_loss(name)
+        encoder, beta = self.model.encoder, self.cfg.beta
+        inv_fisher = None
+        if beta > 0:
+            targets = list(effective_delta_w(encoder, name))
+            inv_fisher = fr_inverse_fisher(self.stage1_fisher, self.cfg.fr_eps, names=targets)  # once, not per step
+
+        def loss(model, batch):
+            value = task_loss(model, batch)
+            if inv_fisher is not None:
+                value = value + fr_penalty_precomputed(effective_delta_w(encoder, name), inv_fisher, beta)
+            return value
+
+        c = self.cfg
+        return self.train(self.model, params, marketplace, name, c.stage2_lr, step, loss_fn=loss,
+                          schedule=c.stage2_schedule, warmup_steps=c.stage2_warmup_steps)
+
+    @torch.no_grad()
+    def project_older_adapters(self) -> None:
+        """Eq. 5 for every older adapter, in place (DoRA magnitudes unchanged)."""
+        encoder, last = self.model.encoder, self.learned[-1]
+        latest = lora_factors(encoder, last)
+        for name in self.learned[:-1]:
+            older = lora_factors(encoder, name)
+            for key, (a_new, b_new) in project_lora_factors(older, latest).items():
+                a, b = older[key]
+                a.copy_(a_new)
+                b.copy_(b_new)
+
+    def model_for(self, name):
+        self.model.encoder.set_adapter(name)
+        return self.model, name
+
+    def rebuild_structure(self):
+        for name in self.learned:
+            self.model.add_head(name)
+            self.model.encoder = add_adapter(self.model.encoder, name, self.adapter_config())
+
+    def artifacts(self):
+        out = super().artifacts()
+        out["lora_factors"] = {f"{k}|{part}": t for k, (a, b) in lora_factors(self.model.encoder, self.learned[-1]).items()
+                               for part, t in (("A", a), ("B", b))}
+        return out
+
+
+@register
+class FrDora(FrLora):
+    name = "fr_dora"
+    use_dora = True
+
+
+__all__ = ["FrLora", "FrDora", "qkv_only"]
