@@ -52,7 +52,8 @@ def attention_kl(teacher: torch.Tensor, student_old: torch.Tensor, mask: torch.T
                          f"{tuple(student_old.shape)}: expected the same [batch, seq, t-1]")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction {reduction!r}: expected one of {REDUCTIONS}")
-    teacher = teacher.detach()  # the teacher is fixed (Ψ_{t-1} frozen)
+    teacher = teacher.detach().float()  # fixed (Ψ_{t-1} frozen); float32: bf16 logs are too coarse
+    student_old = student_old.float()
     # xlogy: 0·log 0 = 0 where the teacher gives an adapter no weight
     per_token = (torch.xlogy(teacher, teacher) - teacher * student_old.clamp_min(EPS).log()).sum(-1)  # [b, s]
     if mask is None:

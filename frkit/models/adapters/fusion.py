@@ -28,9 +28,10 @@ VALUE_REG_WEIGHT = 0.01  # AdapterHub's get_fusion_regularization_loss
 class FusionSoftmax(nn.Module):
     """softmax over the adapter axis (Eq. 1); keeps its output of the last forward when ``capture``.
 
-    The stored tensor is the very one used downstream (no detach, no recomputation), so a loss on
-    ``scores`` backpropagates into the fusion's Q and K. Not capturing stores nothing, so normal
-    training holds no extra references.
+    The stored tensor is the one used downstream (no detach, no recomputation), so a loss on
+    ``scores`` backpropagates into the fusion's Q and K. The softmax runs in float32 (under bf16
+    the KL of Eq. 9 would be quantised to a few bits) and is cast back to the logits' dtype for
+    the mix. Not capturing stores nothing, so normal training holds no extra references.
     """
 
     def __init__(self):
@@ -39,9 +40,9 @@ class FusionSoftmax(nn.Module):
         self.scores: torch.Tensor | None = None  # [batch, seq, n_adapters]
 
     def forward(self, logits: torch.Tensor, temperature: float | torch.Tensor = 1.0) -> torch.Tensor:
-        probs = torch.softmax(logits / temperature, dim=-1)
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
         self.scores = probs if self.capture else None
-        return probs
+        return probs.to(logits.dtype)
 
 
 class AdapterFusion(nn.Module):
