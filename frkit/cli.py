@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     p_nb.add_argument("-f", "--params", help="params/*.yaml")
     p_nb.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
     p_nb.add_argument("-o", "--out-dir", help="default: <output_dir>/<run_name>/reports")
+    p_sw = sub.add_parser("sweep", help="run methods/variants x seeds from a sweep file and summarise them")
+    p_sw.add_argument("sweep", help="params/sweeps/*.yaml")
+    p_sw.add_argument("--only", nargs="+", help="run only these labels")
+    p_sw.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a key in every run")
+    p_sw.add_argument("--summary-only", action="store_true", help="summarise finished runs, train nothing")
     p_tab = sub.add_parser("table", help="relative-to-baseline table over finished runs")
     p_tab.add_argument("runs", nargs="+", help="run folders")
     p_tab.add_argument("--baseline", default="independent")
@@ -52,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
 
             out_nb, html = run_notebook(args.notebook, args.params, args.out_dir, **_overrides(args.param))
             print(f"executed: {out_nb}\nreport: {html}")
+        elif args.command == "sweep":
+            from frkit.sweep import load_sweep, run_sweep, summarize_sweep
+
+            if args.summary_only:
+                summarize_sweep(load_sweep(args.sweep, _overrides(args.param)))
+            else:
+                run_sweep(args.sweep, args.only, _overrides(args.param))
         elif args.command == "table":
             from frkit.artifacts import load_run
             from frkit.metrics import relative_table
