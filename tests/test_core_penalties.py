@@ -35,6 +35,9 @@ def test_ewc_penalty_by_hand():
     value.backward()
     for n in params:
         assert torch.allclose(params[n].grad, lam * fisher[n] * (params[n].detach() - anchor[n]))
+    fisher["p0"].mul_(3.0)  # an in-place edit must not be hidden by the memoised sqrt(F)
+    expected += lam / 2 * 2 * float((fisher["p0"] / 3 * (params["p0"].detach() - anchor["p0"]) ** 2).sum())
+    assert ewc_penalty(params, anchor, fisher, lam).item() == pytest.approx(expected, rel=1e-12)
 
 
 def test_ewc_penalty_subset_and_empty():

@@ -307,8 +307,9 @@ def _per_sample(module: nn.Module, attr: str, x: Tensor, g: Tensor, scratch: dic
     if isinstance(module, nn.Embedding):
         ids = x.reshape(bsz, -1)
         keys = ids + module.num_embeddings * torch.arange(bsz, device=ids.device).unsqueeze(1)
-        keep = ids != module.padding_idx if module.padding_idx is not None else torch.ones_like(ids, dtype=torch.bool)
-        return keys[keep], g[keep]
+        if module.padding_idx is not None:  # torch gives the padding row no gradient; zero, not drop (no sync)
+            g = g * (ids != module.padding_idx).unsqueeze(-1)
+        return keys.reshape(-1), g.reshape(-1, g.shape[-1])
     if attr == "bias":
         return g.sum(1)
     x = x.reshape(bsz, -1, x.shape[-1]).float()
@@ -335,9 +336,15 @@ def _add_squared_sum(target: Tensor, parts, scratch: dict | None = None) -> None
     if isinstance(module, nn.Embedding):
         sparse = [_per_sample(m, a, x, g) for m, a, x, g in parts]
         keys, vals = torch.cat([k for k, _ in sparse]), torch.cat([v for _, v in sparse])
-        uniq, inverse = torch.unique(keys, return_inverse=True)
-        rows = torch.zeros(len(uniq), vals.shape[-1], dtype=vals.dtype, device=vals.device).index_add_(0, inverse, vals)
-        target.index_add_(0, uniq % module.num_embeddings, rows.square_())
+        # sum each sample's rows before squaring, without torch.unique's device sync: sort the
+        # (sample, row) keys, number the runs of equal keys, add per run (unused runs stay zero)
+        keys, order = torch.sort(keys)
+        run = torch.ones_like(keys, dtype=torch.bool)
+        run[1:] = keys[1:] != keys[:-1]
+        run = torch.cumsum(run, 0) - 1
+        sums = torch.zeros_like(vals).index_add_(0, run, vals[order])
+        rows = torch.zeros_like(keys).index_put_((run,), keys % module.num_embeddings)
+        target.index_add_(0, rows, sums.square_())
         return
     total = None
     for m, a, x, g in parts:

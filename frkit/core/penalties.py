@@ -8,6 +8,8 @@ penalised tensors, not ~4 kernels and temporaries per parameter tensor each way.
 """
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
 
 import torch
@@ -27,13 +29,12 @@ def ewc_penalty(
     Eq. 2's indicator 1_{t>1} is the caller's: with an empty ``fisher`` this returns 0.
     The paper uses lambda = 1 (section 5.1).
     """
-    names = _check_keys(fisher, params=params, anchor=anchor)
+    names = list(fisher)
+    _require(names, params=params, anchor=anchor)
     if not names:
         return torch.zeros(())
     xs = [params[n] for n in names]
-    anchors = [anchor[n].detach() for n in names]
-    weights = [fisher[n].detach() for n in names]
-    return (lam / 2) * _WeightedSquares.apply(weights, anchors, *xs)
+    return (lam / 2) * _weighted_squares([fisher[n] for n in names], [anchor[n] for n in names], xs, names)
 
 
 def fr_inverse_fisher(fisher: Mapping[str, Tensor], eps: float, names=None) -> dict[str, Tensor]:
@@ -42,7 +43,7 @@ def fr_inverse_fisher(fisher: Mapping[str, Tensor], eps: float, names=None) -> d
     if eps <= 0:
         raise ValueError(f"eps must be > 0 (it keeps 1/(F+eps) finite), got {eps}")
     names = list(fisher) if names is None else list(names)
-    _check_keys(dict.fromkeys(names), fisher=fisher)
+    _require(names, fisher=fisher)
     return {n: torch.reciprocal(fisher[n].detach() + eps) for n in names}
 
 
@@ -62,12 +63,12 @@ def fr_penalty(delta_w: Mapping[str, Tensor], fisher: Mapping[str, Tensor], beta
 
 def fr_penalty_precomputed(delta_w: Mapping[str, Tensor], inv_fisher: Mapping[str, Tensor], beta: float) -> Tensor:
     """Eq. 4 with precomputed weights ``inv_fisher[n] = 1 / (F_n + eps)``: (beta/2) sum inv * DeltaW^2."""
-    names = _check_keys(delta_w, inv_fisher=inv_fisher)
+    names = list(delta_w)
+    _require(names, inv_fisher=inv_fisher)
     if not names:
         return torch.zeros(())
     xs = [delta_w[n] for n in names]
-    weights = [inv_fisher[n].to(delta_w[n].dtype) for n in names]
-    return (beta / 2) * _WeightedSquares.apply(weights, None, *xs)
+    return (beta / 2) * _weighted_squares([inv_fisher[n] for n in names], None, xs, names)
 
 
 def combine_fisher(
@@ -104,16 +105,47 @@ def combine_fisher(
     return out
 
 
+def _weighted_squares(weights: list[Tensor], anchors: list[Tensor] | None, xs: list[Tensor], names) -> Tensor:
+    roots = _roots(weights)
+    if any(r.dtype != x.dtype for r, x in zip(roots, xs)):
+        roots = [r.to(x.dtype) for r, x in zip(roots, xs)]
+    try:
+        return _WeightedSquares.apply(roots, anchors, *xs)
+    except RuntimeError:  # name the culprit instead of a foreach shape error
+        for n, r, x in zip(names, roots, xs):
+            if r.shape != x.shape:
+                raise ValueError(f"{n}: weights of shape {tuple(r.shape)} for a tensor of shape {tuple(x.shape)}")
+        raise
+
+
+_ROOTS: OrderedDict[tuple, tuple[list[weakref.ref], list[Tensor]]] = OrderedDict()
+
+
+def _roots(weights: list[Tensor]) -> list[Tensor]:
+    """sqrt of the weights, memoised: a Fisher is fixed for a whole marketplace, so a training step
+    should not pay a model-sized sqrt. Keyed on tensor identity and version (in-place edits
+    invalidate); weak references confirm the very tensors are still alive (ids get recycled)."""
+    key = tuple((id(w), w._version) for w in weights)
+    hit = _ROOTS.get(key)
+    if hit is not None and all(ref() is w for ref, w in zip(hit[0], weights)):
+        return hit[1]
+    with torch.no_grad():
+        roots = torch._foreach_sqrt([w.detach() for w in weights])
+    _ROOTS[key] = ([weakref.ref(w) for w in weights], roots)
+    while len(_ROOTS) > 2:  # the EWC Fisher and the FR weights of the current marketplace
+        _ROOTS.popitem(last=False)
+    return roots
+
+
 class _WeightedSquares(torch.autograd.Function):
-    """sum_i ||sqrt(w_i) * (x_i - a_i)||^2 for w_i >= 0 on foreach kernels; backward 2 w_i (x_i - a_i).
+    """sum_i ||r_i * (x_i - a_i)||^2 with r_i = sqrt(w_i) on foreach kernels; backward 2 r_i^2 (x_i - a_i).
 
     The sqrt form needs one temporary per tensor (updated in place) and one fused norm: on CPU,
     fresh allocations of model-sized temporaries, not arithmetic, dominate this cost.
     """
 
     @staticmethod
-    def forward(ctx, weights, anchors, *xs):
-        roots = torch._foreach_sqrt(weights)
+    def forward(ctx, roots, anchors, *xs):
         if anchors is None:
             scaled = torch._foreach_mul(xs, roots)
         else:
@@ -131,15 +163,8 @@ class _WeightedSquares(torch.autograd.Function):
         return (None, None, *grads)
 
 
-def _check_keys(main: Mapping[str, object], **others: Mapping[str, object]) -> list[str]:
-    """Names of ``main``; each must be in every other mapping, with the same shape where both have one."""
-    names = list(main)
-    for label, d in others.items():
+def _require(names: list[str], **mappings: Mapping[str, object]) -> None:
+    for label, d in mappings.items():
         missing = [n for n in names if n not in d]
         if missing:
             raise KeyError(f"{label} lacks {len(missing)} name(s), e.g. {missing[:3]}")
-        for n in names:
-            a, b = getattr(main[n], "shape", None), getattr(d[n], "shape", None)
-            if a is not None and b is not None and a != b:
-                raise ValueError(f"{n}: shape {tuple(b)} in {label} does not match {tuple(a)}")
-    return names
