@@ -266,10 +266,11 @@ def _hooks_mismatch(model, chunk, forward, names, kind, label_key) -> list[str]:
                     sums[n].index_add_(0, ps[0] % module.num_embeddings, ps[1])
                 else:
                     sums[n] += ps.sum(0).view_as(sums[n])
-    ref = {n: (g.float() if g is not None else torch.zeros_like(sums[n])) for n, g in zip(leaves, grads[len(records) :])}
+    ref = {n: (g.float() if g is not None else torch.zeros_like(sums[n]))
+           for n, g in zip(leaves, grads[len(records) :])}
     floor = 1e-6 * max(float(r.norm()) for r in ref.values())
-    exact = logits.dtype == torch.float64 or (logits.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
-                                              and torch.get_float32_matmul_precision() == "highest")
+    tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"
+    exact = logits.dtype == torch.float64 or (logits.dtype == torch.float32 and not tf32)
     rtol = 1e-3 if exact else 5e-2  # TF32 / half matmuls round both sides differently
     return [n for n in names if float((sums[n] - ref[n]).norm()) > rtol * float(ref[n].norm()) + floor]
 
