@@ -48,7 +48,7 @@ def test_every_params_file_in_the_repo_is_valid():
         load_params(f)
 
 
-@pytest.mark.parametrize("name", ["01_data_prep.ipynb", "02_train.ipynb"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")))
 def test_notebook_parameters_cell_carries_every_key_with_its_default(name):
     nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
