@@ -41,3 +41,15 @@ class FrOptions(BaseModel):
     stage2_schedule: Literal["cosine", "constant"] = "constant"
     stage2_warmup_steps: int = Field(1000, ge=0)
     projection: bool = False  # Algorithm 1 lines 14-16: project older LoRAs onto the last one's subspaces
+
+
+class AdapterOptions(BaseModel):
+    """Bottleneck adapters, AdapterFusion and Attention Distillation (seed 2, section 4, Appendix B)."""
+
+    adapter_reduction: int = Field(16, ge=1)  # Pfeiffer reduction factor: bottleneck = hidden / 16
+    fusion_lr: float = Field(5e-5, gt=0)  # Appendix B, Table 3: learning rate 5e-5
+    translate_fraction: float = Field(0.3, ge=0, le=1)  # Figure 4: 30% best; 0 = no translation (section 4.2)
+    translator: Literal["parallel", "marian"] = "parallel"  # parallel: same pair id in the older language (PAWS-X)
+    translation_cache: str | None = None  # Marian translations on disk (default <output_dir>/translation_cache)
+    distill_weight: float = Field(1.0, ge=0)  # Eq. 10: L_t + L_AD (weight 1 in the paper)
+    distill_renormalise: bool = False  # Eq. 9 as written: the student's old-adapter scores are not renormalised

@@ -1,0 +1,120 @@
+"""Fusion attention of Attention Distillation runs: extraction (no training) and plotly figures (notebook 04)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import torch
+
+from frkit.core.distill import attention_kl, old_adapter_scores
+
+
+@torch.no_grad()
+def fusion_scores(method, table: pd.DataFrame, setup: dict | None = None):
+    """({layer: scores [rows, seq, n_adapters]}, attention_mask, input ids) of the model as scored after the
+    last step (fusion over all adapters), or of ``setup`` (``{"fusion": ...}`` / ``{"adapters": [...]}``)."""
+    model, _ = method.model_for(method.learned[-1])
+    batch = method.ctx.tokenizer(table["text_a"].tolist(), table["text_b"].tolist(), truncation=True,
+                                 max_length=method.cfg.max_length, padding=True, return_tensors="pt")
+    batch = {k: v.to(method.ctx.device) for k, v in batch.items()}
+    stack = method.stack
+    if setup is None:
+        setup = {"fusion": stack.active[1]} if stack.active[1] else {"adapters": list(stack.active[0])}
+    with stack.teacher(**setup):  # eval mode, no grad, capturing
+        model.encoder(**batch)
+        scores = {k: v.float().cpu() for k, v in stack.attention_scores().items()}
+    return scores, batch["attention_mask"].cpu(), batch["input_ids"].cpu()
+
+
+def mean_attention_per_layer(method, table: pd.DataFrame) -> torch.Tensor:
+    """[layers, n_adapters]: attention averaged over the real tokens of ``table``'s rows."""
+    scores, mask, _ = fusion_scores(method, table)
+    m = mask.unsqueeze(-1).float()
+    return torch.stack([(scores[l] * m).sum((0, 1)) / m.sum() for l in sorted(scores)])
+
+
+def teacher_student_kl(method, table: pd.DataFrame) -> pd.DataFrame:
+    """Per layer: KL(teacher || student old-adapter scores) (Eq. 9, token mean) on ``table``, the last step's
+    teacher being the previous fusion (or the first adapter alone after step 2)."""
+    k = len(method.learned) - 1
+    if k < 1:
+        raise ValueError("distillation starts at the second marketplace")
+    student, mask, _ = fusion_scores(method, table, {"fusion": method.fusion_name(k)})
+    teacher, _, _ = fusion_scores(method, table, method.teacher_setup(k))
+    rows = []
+    for layer in sorted(student):
+        omega = old_adapter_scores(student[layer], teacher[layer].shape[-1], method.cfg.distill_renormalise)
+        rows.append({"layer": layer, "KL": float(attention_kl(teacher[layer], omega, mask)),
+                     "teacher mean": teacher[layer][mask.bool()].mean(0).numpy().round(4).tolist(),
+                     "student mean (old adapters)": omega[mask.bool()].mean(0).numpy().round(4).tolist()})
+    return pd.DataFrame(rows)
+
+
+def attention_by_marketplace_figure(artifact: dict[str, torch.Tensor], adapters: list[str]) -> go.Figure:
+    """Heatmap layer x adapter of the mean attention each marketplace's data pays; dropdown picks the marketplace."""
+    fig = go.Figure()
+    names = list(artifact)
+    for i, name in enumerate(names):
+        z = artifact[name].numpy()
+        fig.add_trace(go.Heatmap(z=z, x=adapters[: z.shape[1]], y=[f"layer {l}" for l in range(z.shape[0])],
+                                 zmin=0, zmax=1, colorscale="Blues", visible=i == 0, texttemplate="%{z:.2f}"))
+    buttons = [dict(label=n, method="update", args=[{"visible": [j == i for j in range(len(names))]},
+                                                     {"title": f"Mean fusion attention on {n} data"}])
+               for i, n in enumerate(names)]
+    fig.update_layout(updatemenus=[dict(buttons=buttons, x=0, y=1.15, xanchor="left")],
+                      title=f"Mean fusion attention on {names[0]} data", xaxis_title="adapter", yaxis_autorange="reversed")
+    return fig
+
+
+def token_attention_figure(method, table: pd.DataFrame, row: int = 0) -> go.Figure:
+    """Per-token attention over adapters for one example; a dropdown picks the layer."""
+    scores, mask, ids = fusion_scores(method, table.iloc[[row]])
+    n = int(mask[0].sum())
+    tokens = method.ctx.tokenizer.convert_ids_to_tokens(ids[0, :n].tolist())
+    tokens = [f"{i}:{t}" for i, t in enumerate(tokens)]
+    fig = go.Figure()
+    layers = sorted(scores)
+    for i, layer in enumerate(layers):
+        fig.add_trace(go.Heatmap(z=scores[layer][0, :n].T.numpy(), x=tokens, y=method.learned[: scores[layer].shape[-1]],
+                                 zmin=0, zmax=1, colorscale="Blues", visible=i == 0))
+    buttons = [dict(label=f"layer {l}", method="update", args=[{"visible": [j == i for j in range(len(layers))]}])
+               for i, l in enumerate(layers)]
+    fig.update_layout(updatemenus=[dict(buttons=buttons, x=0, y=1.2, xanchor="left")],
+                      title="Fusion attention per token (rows: adapters)", xaxis_tickangle=-60)
+    return fig
+
+
+def kl_figure(kl: pd.DataFrame) -> go.Figure:
+    return px.bar(kl, x="layer", y="KL", title="Teacher vs student: KL of Eq. 9 per layer (token mean)")
+
+
+def attention_explorer(method, marketplaces):
+    """ipywidgets: marketplace, example and layer, live (JupyterLab)."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    by_name = {m.name: m for m in marketplaces if m.name in method.learned}
+    market = widgets.Dropdown(options=list(by_name), description="marketplace")
+    example = widgets.IntSlider(0, 0, 49, description="example")
+    layer = widgets.IntSlider(0, 0, len(method.stack.layers) - 1, description="layer")
+    out = widgets.Output()
+
+    def draw(*_):
+        table = by_name[market.value].test.head(50)
+        scores, mask, ids = fusion_scores(method, table.iloc[[example.value]])
+        n = int(mask[0].sum())
+        tokens = method.ctx.tokenizer.convert_ids_to_tokens(ids[0, :n].tolist())
+        fig = px.imshow(scores[layer.value][0, :n].T.numpy(), x=[f"{i}:{t}" for i, t in enumerate(tokens)],
+                        y=method.learned[: scores[layer.value].shape[-1]], zmin=0, zmax=1,
+                        title=f"{market.value} example {example.value}, layer {layer.value}")
+        with out:
+            out.clear_output(wait=True)
+            fig.show()
+
+    for w in (market, example, layer):
+        w.observe(draw, names="value")
+    draw()
+    box = widgets.VBox([widgets.HBox([market, example, layer]), out])
+    display(box)
+    return box

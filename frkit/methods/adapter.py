@@ -1,0 +1,68 @@
+"""Per-language bottleneck adapters (Pfeiffer placement) on a frozen base, a head per marketplace, no fusion.
+
+Seed 2's "Adapter" row: marketplace t is scored with its own adapter and head (Eq. 5-6).
+Also the base class of the fusion methods: it owns the AdapterStack and its save/load.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from frkit.methods import register
+from frkit.methods.base import Method, fit_log
+from frkit.methods.options import AdapterOptions
+from frkit.models.adapters import AdapterStack
+
+
+class AdapterMethodBase(Method):
+    option_groups = (AdapterOptions,)
+
+    def __init__(self, cfg, ctx):
+        super().__init__(cfg, ctx)
+        self.model = ctx.new_model()
+        self.stack = AdapterStack(self.model.encoder, reduction_factor=cfg.adapter_reduction)
+
+    def train_language_adapter(self, step, marketplace):
+        """Eq. 6: a fresh adapter for the new language (+ its head); base and older adapters frozen."""
+        name = marketplace.name
+        self.stack.add_adapter(name)
+        self.model.add_head(name)
+        self.stack.set_active([name])
+        self.stack.freeze_all_but(adapters=[name])
+        params = self.stack.adapter_parameters(name) + list(self.model.heads[name].parameters())
+        for p in self.model.heads.parameters():
+            p.requires_grad_(False)
+        for p in self.model.heads[name].parameters():
+            p.requires_grad_(True)
+        return self.train(self.model, params, marketplace, name, self.cfg.adapter_lr, step)
+
+    def save(self, folder: Path):
+        super().save(folder)
+        self.stack.save(folder / "adapters")
+        save_file({k: v.contiguous().cpu() for k, v in self.model.heads.state_dict().items()}, str(folder / "heads.safetensors"))
+        (folder / "heads.json").write_text(json.dumps(list(self.model.heads)))
+
+    def load(self, folder: Path):
+        super().load(folder)
+        self.model = self.ctx.new_model()
+        self.stack = AdapterStack.load(self.model.encoder, folder / "adapters")
+        for name in json.loads((folder / "heads.json").read_text()):
+            self.model.add_head(name)
+        self.model.heads.load_state_dict(load_file(str(folder / "heads.safetensors"), device=str(self.ctx.device)))
+        self.model.to(self.ctx.device)
+
+
+@register
+class Adapter(AdapterMethodBase):
+    name = "adapter"
+
+    def learn(self, step, marketplace, seen):
+        result = self.train_language_adapter(step, marketplace)
+        self.learned.append(marketplace.name)
+        return fit_log(result)
+
+    def model_for(self, name):
+        self.stack.set_active([name])
+        return self.model, name

@@ -1,0 +1,136 @@
+"""Attention Distillation over AdapterFusion with translation (seed 2, sections 4.2-4.3, Algorithm 1).
+
+step 1:  adapter 1 + head 1 on D_1 (Eq. 6); M_1 = base + adapter 1.
+step t:  1. adapter t + head t on D_t, older adapters and base frozen (Eq. 6)
+         2. translate a seeded ``translate_fraction`` of D_t's training rows into every older language (T_1..T_{t-1})
+         3. a freshly initialised fusion Psi_t over adapters 1..t; everything else frozen
+         4. batches of D_t: task loss L_t (head t); translated batches: KL(Omega_{t-1} || omega_t) of Eq. 9
+            between the teacher M_{t-1} (fusion t-1 over 1..t-1, or adapter 1 alone at t = 2; eval mode, no grad)
+            and the student's fusion scores over the old adapters (Eq. 10-11). omega_t is the plain slice of
+            the student's scores, not renormalised, as the paper defines it (``distill_renormalise`` switches).
+            With ``translate_fraction: 0`` (section 4.2) every D_t batch gets both terms.
+Scoring after step k: every marketplace t with M_k (fusion k over adapters 1..k) and its own head t, which
+was trained with its adapter in step 1 and stays frozen while fusions train (Eq. 7: only Psi_t is trained).
+
+Translation: ``translator: parallel`` looks the same pair id up in the older marketplace's own tables: for a
+parallel corpus such as PAWS-X this is the human translation, the shortcut for an MT system; it reads older
+marketplaces' rows only to fetch those translations. ``translator: marian`` runs Opus-MT (needs the Hub or local
+models and sentencepiece) and caches translations on disk.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from frkit.core.distill import attention_distillation_loss
+from frkit.data.mixed import TaggedBatches
+from frkit.data.translate import CachedTranslator, MarianTranslator, ParallelCorpusTranslator, translate_fraction
+from frkit.methods import register
+from frkit.methods.adapter import AdapterMethodBase
+from frkit.methods.base import fit_log
+from frkit.train import TrainSettings, cross_entropy_loss, fit
+
+NEW, TRANSLATED = "new", "translated"
+
+
+@register
+class AttentionDistillation(AdapterMethodBase):
+    name = "attention_distillation"
+
+    def fusion_name(self, k: int) -> str:
+        return f"fusion_{k}"
+
+    def teacher_setup(self, step: int) -> dict:
+        """M_{t-1}: the single first adapter at t = 2, else the previous fusion."""
+        if step == 1:
+            return {"adapters": [self.learned[0]]}
+        return {"fusion": self.fusion_name(step - 1)}
+
+    def translator(self, seen):
+        if self.cfg.translator == "parallel":
+            tables = {m.language: __import__("pandas").concat([m.train, m.validation], ignore_index=True) for m in seen[:-1]}
+            return ParallelCorpusTranslator(tables)
+        cache = self.cfg.translation_cache or str(Path(self.cfg.output_dir) / "translation_cache")
+        return CachedTranslator(MarianTranslator(), cache)
+
+    def learn(self, step, marketplace, seen):
+        name = marketplace.name
+        self.probe_tables = {m.name: m.validation.head(32) for m in seen}  # for artifacts(): a few rows each
+        stage1 = self.train_language_adapter(step, marketplace)  # Eq. 6
+        log = {"adapter": fit_log(stage1)}
+        adapter_params = self.trainable_params
+        if step == 0:
+            self.learned.append(name)
+            return {**log, **fit_log(stage1)}
+        translated = translate_fraction(marketplace.train, self.cfg.translate_fraction, self.cfg.seed + step,
+                                        [m.language for m in seen[:-1]], self.translator(seen),
+                                        source_lang=marketplace.language)
+        fusion = self.fusion_name(step)
+        self.stack.add_fusion(fusion, [m.name for m in seen])  # fresh Psi_t over adapters 1..t
+        self.stack.set_active(fusion=fusion)
+        self.stack.freeze_all_but(fusions=[fusion])
+        for p in self.model.heads.parameters():
+            p.requires_grad_(False)
+        params = self.stack.fusion_parameters(fusion)
+        loaders = {NEW: self.ctx.loader(marketplace.train, train=True, seed=self.cfg.seed + step)}
+        translated_rows = [df for df in translated.values() if len(df)]
+        if translated_rows:
+            import pandas as pd
+
+            loaders[TRANSLATED] = self.ctx.loader(pd.concat(translated_rows, ignore_index=True), train=True,
+                                                  seed=self.cfg.seed + step + 1)
+        batches = TaggedBatches(loaders, self.cfg.seed + step, self.ctx.device)
+        self.trainable_params = sum(p.numel() for p in params)
+        settings = TrainSettings.from_config(self.cfg, self.cfg.fusion_lr, show_progress=self.ctx.show_progress)
+        stage2 = fit(self.model, params, batches, self.distillation_loss(step, name, with_translation=bool(translated_rows)),
+                     self.validation_auc(self.model, marketplace.validation, name), settings,
+                     desc=f"{self.name}:{name}:fusion")
+        self.trainable_params += adapter_params
+        self.learned.append(name)
+        log.update({"fusion": fit_log(stage2), **fit_log(stage2),
+                    "translated_rows": {lang: len(df) for lang, df in translated.items()}})
+        return log
+
+    def distillation_loss(self, step: int, head: str, with_translation: bool):
+        """Eq. 10-11: task loss on D_t batches, Eq. 9 KL on translated batches (both on D_t without translation)."""
+        task = cross_entropy_loss(head)
+        teacher_setup = self.teacher_setup(step)
+        stack, weight, renorm = self.stack, self.cfg.distill_weight, self.cfg.distill_renormalise
+
+        def ad_loss(model, batch):
+            inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+            with stack.teacher(**teacher_setup):
+                model.encoder(**inputs)
+                teacher_scores = stack.attention_scores()
+            with stack.capturing():
+                logits = model(**batch, head=head)
+                student_scores = stack.attention_scores()
+            kl = attention_distillation_loss(teacher_scores, student_scores, batch["attention_mask"], renorm)
+            return weight * kl, logits
+
+        def loss(model, batch):
+            if batch.get("source") == TRANSLATED:
+                return ad_loss(model, batch)[0]
+            if with_translation:
+                return task(model, batch)
+            kl, logits = ad_loss(model, batch)
+            return torch.nn.functional.cross_entropy(logits.float(), batch["labels"]) + kl
+
+        return loss
+
+    def model_for(self, name):
+        k = len(self.learned) - 1
+        if k == 0:
+            self.stack.set_active([self.learned[0]])
+        else:
+            self.stack.set_active(fusion=self.fusion_name(k))
+        return self.model, name
+
+    def artifacts(self):
+        """Mean fusion attention per layer and adapter on each seen marketplace's validation rows."""
+        if len(self.learned) < 2:
+            return {}
+        from frkit.attention_viz import mean_attention_per_layer
+
+        return {"fusion_attention": {m: mean_attention_per_layer(self, t) for m, t in self.probe_tables.items()}}

@@ -1,0 +1,117 @@
+"""Attention Distillation follows Algorithm 1: what trains, what the teacher is, which batches get which loss."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import frkit.methods.attention_distillation as ad_module
+from frkit.config import make_config
+from frkit.methods import METHODS
+from frkit.methods.base import MethodContext
+from frkit.models.encoder import load_tokenizer
+from frkit.runner import load_configured_marketplaces, run
+
+
+def _method(tiny_params, **kw):
+    cfg = make_config(tiny_params(method="attention_distillation", epochs=1, **kw))
+    ms = load_configured_marketplaces(cfg)
+    ctx = MethodContext(cfg, cfg.model_name_or_path, load_tokenizer(cfg.model_name_or_path), show_progress=False)
+    return METHODS[cfg.method](cfg, ctx), ms
+
+
+def _snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_second_step_trains_only_new_adapter_fusion_and_keeps_the_teacher(tiny_params, monkeypatch):
+    method, ms = _method(tiny_params)
+    method.learn(0, ms[0], ms[:1])
+    before = _snapshot(method.model)
+    sources, kls = [], []
+    real = ad_module.attention_distillation_loss
+
+    def spy(teacher, student, mask, renorm):
+        out = real(teacher, student, mask, renorm)
+        kls.append(out.item())
+        assert out.requires_grad  # the student's captured scores carry the graph
+        return out
+
+    monkeypatch.setattr(ad_module, "attention_distillation_loss", spy)
+    real_loss = method.distillation_loss
+
+    def tracking(step, head, with_translation):
+        inner = real_loss(step, head, with_translation)
+
+        def loss(model, batch):
+            sources.append(batch.get("source"))
+            return inner(model, batch)
+        return loss
+
+    method.distillation_loss = tracking
+    log = method.learn(1, ms[1], ms[:2])
+    after = _snapshot(method.model)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # the base, adapter 1 and head 1 (the teacher M_1) are untouched; adapter 2 / fusion / head 2 are new keys
+    assert not changed, sorted(changed)[:5]
+    assert "translated" in sources and "new" in sources
+    assert len(kls) == sources.count("translated") and max(kls) > 0  # KL only on translated batches
+    assert log["translated_rows"]["en"] > 0
+    counts = method.stack.parameter_counts()
+    assert method.trainable_params == sum(p.numel() for p in method.stack.fusion_parameters("fusion_1")) + \
+        sum(p.numel() for p in method.stack.adapter_parameters("es")) + sum(p.numel() for p in method.model.heads["es"].parameters())
+    assert counts
+
+
+def test_without_translation_every_batch_gets_task_and_distillation(tiny_params, monkeypatch):
+    method, ms = _method(tiny_params, translate_fraction=0.0)
+    method.learn(0, ms[0], ms[:1])
+    calls = []
+    real = ad_module.attention_distillation_loss
+    monkeypatch.setattr(ad_module, "attention_distillation_loss", lambda *a: calls.append(1) or real(*a))
+    log = method.learn(1, ms[1], ms[:2])
+    assert log["translated_rows"] == {}
+    assert len(calls) == log["fusion"]["steps"]  # one KL per optimiser step, on the D_t batch itself
+
+
+def test_attention_distillation_resumes_exactly(tiny_params, monkeypatch):
+    import frkit.methods.base as base
+
+    params = tiny_params(method="attention_distillation", run_name="ad_ref", epochs=1)
+    reference = run(make_config(params), show_progress=False)
+    real_fit = ad_module.fit
+    calls = {"n": 0}
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    def stopping_fit(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the fusion of ja (step 2)
+            raise Stop()
+        return real_fit(*a, **kw)
+
+    monkeypatch.setattr(ad_module, "fit", stopping_fit)
+    cfg = make_config({**params, "run_name": "ad_stopped"})
+    with pytest.raises(Stop):
+        run(cfg, show_progress=False)
+    monkeypatch.setattr(ad_module, "fit", real_fit)
+    resumed = run(cfg, show_progress=False)
+    np.testing.assert_allclose(resumed.auc_matrix, reference.auc_matrix, atol=1e-6)
+    steps = json.loads((cfg.run_dir / "progress.json").read_text())["steps"]
+    assert [s["trainable_params"] > 0 for s in steps] == [True, True, True]
+
+
+def test_attention_notebook_runs_headless(tiny_params, tmp_path):
+    from pathlib import Path
+
+    import nbformat
+
+    from frkit.notebook import run_notebook
+
+    root = Path(__file__).resolve().parents[1]
+    params = tiny_params(method="attention_distillation", run_name="nb_ad", epochs=1)
+    out_nb, html = run_notebook(root / "notebooks" / "04_attention_scores.ipynb", None, tmp_path / "r", **params)
+    nb = nbformat.read(out_nb, as_version=4)
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert "updatemenus" in html.read_text()
