@@ -36,7 +36,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 TRIM_INFO = "frkit_trim.json"
-COMPLETE_MARKER = ".complete"
+from frkit.models.offline_e5 import COMPLETE_MARKER, _move_into_place  # one atomic cache protocol for both folders
 WEIGHTS = "model.safetensors"
 # files that describe the old vocabulary and must not travel into the trimmed folder
 _NOT_COPIED = {WEIGHTS, "tokenizer.json", "config.json", "tokenizer_config.json", "pytorch_model.bin",
@@ -333,19 +333,6 @@ def _verify(source_tokenizer, trimmed_dir: Path, kept: list[int], texts: Sequenc
     for i, (a, b) in enumerate(zip(old, new)):
         if len(a) != len(b) or not np.array_equal(kept_arr[np.asarray(b, dtype=np.int64)], a):
             raise RuntimeError(f"trimmed tokenizer in {trimmed_dir} tokenises text {i} ({texts[i]!r:.80}) differently")
-
-
-def _move_into_place(built: Path, folder: Path) -> None:
-    """Rename ``built`` to ``folder``; a stale unfinished ``folder`` is replaced, a finished one kept."""
-    if folder.exists():
-        if (folder / COMPLETE_MARKER).is_file():
-            return
-        shutil.rmtree(folder)
-    try:
-        os.replace(built, folder)
-    except OSError:
-        if not (folder / COMPLETE_MARKER).is_file():
-            raise
 
 
 def _read_json(path: Path) -> dict:
