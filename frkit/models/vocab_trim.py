@@ -33,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
+from frkit.models.offline_e5 import COMPLETE_MARKER, _move_into_place  # one atomic cache protocol for both folders
+
 log = logging.getLogger(__name__)
 
 TRIM_INFO = "frkit_trim.json"
-from frkit.models.offline_e5 import COMPLETE_MARKER, _move_into_place  # one atomic cache protocol for both folders
 WEIGHTS = "model.safetensors"
 # files that describe the old vocabulary and must not travel into the trimmed folder
 _NOT_COPIED = {WEIGHTS, "tokenizer.json", "config.json", "tokenizer_config.json", "pytorch_model.bin",
