@@ -39,5 +39,7 @@ def run_notebook(notebook: str | Path, params_file: str | Path | None = None, ou
     out_dir = Path(out_dir) if out_dir else cfg.run_dir / "reports"
     out_dir.mkdir(parents=True, exist_ok=True)
     out_nb = out_dir / notebook.name
-    pm.execute_notebook(str(notebook), str(out_nb), parameters=values, kernel_name=kernel, cwd=str(Path.cwd()))
+    # generous kernel start-up: on a loaded 2-core machine the default 60 s was seen to run out once
+    pm.execute_notebook(str(notebook), str(out_nb), parameters=values, kernel_name=kernel, cwd=str(Path.cwd()),
+                        start_timeout=300)
     return out_nb, render_html(out_nb, out_nb.with_suffix(".html"))
