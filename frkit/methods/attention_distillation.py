@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from frkit.core.distill import attention_distillation_loss
@@ -49,7 +50,7 @@ class AttentionDistillation(AdapterMethodBase):
 
     def translator(self, seen):
         if self.cfg.translator == "parallel":
-            tables = {m.language: __import__("pandas").concat([m.train, m.validation], ignore_index=True) for m in seen[:-1]}
+            tables = {m.language: pd.concat([m.train, m.validation], ignore_index=True) for m in seen[:-1]}
             return ParallelCorpusTranslator(tables)
         cache = self.cfg.translation_cache or str(Path(self.cfg.output_dir) / "translation_cache")
         return CachedTranslator(MarianTranslator(), cache)
@@ -76,8 +77,6 @@ class AttentionDistillation(AdapterMethodBase):
         loaders = {NEW: self.ctx.loader(marketplace.train, train=True, seed=self.cfg.seed + step)}
         translated_rows = [df for df in translated.values() if len(df)]
         if translated_rows:
-            import pandas as pd
-
             loaders[TRANSLATED] = self.ctx.loader(pd.concat(translated_rows, ignore_index=True), train=True,
                                                   seed=self.cfg.seed + step + 1)
         batches = TaggedBatches(loaders, self.cfg.seed + step, self.ctx.device)
