@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p_sw.add_argument("--only", nargs="+", help="run only these labels")
     p_sw.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a key in every run")
     p_sw.add_argument("--summary-only", action="store_true", help="summarise finished runs, train nothing")
+    p_sw.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process (default 1)")
     p_tab = sub.add_parser("table", help="relative-to-baseline table over finished runs")
     p_tab.add_argument("runs", nargs="+", help="run folders")
     p_tab.add_argument("--baseline", default="independent")
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.summary_only:
                 summarize_sweep(load_sweep(args.sweep, _overrides(args.param)))
             else:
-                run_sweep(args.sweep, args.only, _overrides(args.param))
+                run_sweep(args.sweep, args.only, _overrides(args.param), jobs=args.jobs)
         elif args.command == "table":
             from frkit.artifacts import load_run
             from frkit.metrics import relative_table

@@ -11,10 +11,17 @@ A sweep file (``params/sweeps/*.yaml``)::
       fr_lora+lr_decay: {method: fr_lora, lr_decay: 0.5}
 
 Every run is an ordinary resumable run folder, so a stopped sweep continues where it stopped.
+``jobs > 1`` trains several runs at once in separate processes: a small encoder leaves most of a GPU idle, and
+the runs are independent, so a sweep finishes several times sooner on one GPU (each run's log goes to its folder).
 """
 from __future__ import annotations
 
 import json
+import logging
+import multiprocessing
+import os
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -60,20 +67,78 @@ def load_sweep(path: str | Path, overrides: dict | None = None) -> dict:
     return spec
 
 
-def run_sweep(path: str | Path, only: list[str] | None = None, overrides: dict | None = None) -> pd.DataFrame:
+def run_sweep(path: str | Path, only: list[str] | None = None, overrides: dict | None = None,
+              jobs: int = 1) -> pd.DataFrame:
+    """Train every (run, seed) of the sweep file not finished yet, then summarise; ``jobs`` runs at once."""
     from frkit.runner import run
 
     spec = load_sweep(path, overrides)
-    for (label, seed), cfg in spec["configs"].items():
-        if only and label not in only:
-            continue
-        print(f"== {label} seed {seed}", flush=True)
-        run(cfg)
+    if only:
+        unknown = sorted(set(only) - set(spec["runs"]))
+        if unknown:
+            raise FrkitInputError(f"sweep file {path}: --only {unknown} not among its runs {sorted(spec['runs'])}")
+    # seed-major: every method's first seed finishes before any second seed starts, so a stopped sweep
+    # still holds a complete one-seed comparison
+    todo = [(key, cfg) for key, cfg in spec["configs"].items() if not only or key[0] in only]
+    todo.sort(key=lambda item: spec["seeds"].index(item[0][1]))
+    if jobs <= 1:
+        for (label, seed), cfg in todo:
+            print(f"== {label} seed {seed}", flush=True)
+            run(cfg)
+    else:
+        _run_parallel(todo, jobs)
     return summarize_sweep(spec)
 
 
+def _run_parallel(todo: list, jobs: int) -> None:
+    """Each run in a fresh process (spawn: safe with CUDA); one failure does not stop the others."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    failed = []
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(_run_in_worker, cfg.model_dump(), threads, str(_log_path(cfg))): key for key, cfg in todo}
+        for key, cfg in todo:
+            print(f"== {key[0]} seed {key[1]}: log in {_log_path(cfg)}", flush=True)
+        for future in as_completed(futures):
+            label, seed = futures[future]
+            error = future.result()
+            print(f"== {label} seed {seed}: {'failed' if error else 'done'}", flush=True)
+            if error:
+                failed.append(f"{label} seed {seed}:\n{error}")
+    if failed:
+        raise RuntimeError("sweep runs failed (finished runs are kept):\n" + "\n".join(failed))
+
+
+def _log_path(cfg) -> Path:
+    """Beside the run folder, not in it: a run started afresh (resume: false) moves its old folder aside."""
+    return cfg.run_dir.with_name(f"{cfg.run_dir.name}.log")
+
+
+def _run_in_worker(values: dict, threads: int, log_path: str) -> str | None:
+    """Worker body: rebuild the config, log to the run folder, return the traceback text on failure."""
+    import torch
+
+    from frkit.runner import run
+
+    torch.set_num_threads(threads)
+    cfg = make_config(values)
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+    try:
+        run(cfg, show_progress=False)
+        return None
+    except BaseException:  # noqa: BLE001 - reported to the parent, which decides
+        return traceback.format_exc()
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
 def summarize_sweep(spec: dict) -> pd.DataFrame:
-    """Mean and std over seeds of the average AUC, forgetting, BWT and each final AUC; relative table."""
+    """Mean and sample std (ddof 1) over seeds of the average AUC, forgetting, BWT and each final AUC; relative table."""
     rows, finals = [], {}
     out_dir = None
     for label in spec["runs"]:
@@ -91,7 +156,7 @@ def summarize_sweep(spec: dict) -> pd.DataFrame:
         row = {"run": label, "seeds": len(metrics)}
         for key in ("average_auc", "forgetting", "backward_transfer", "forward_transfer"):
             vals = np.array([m[key] for m in metrics], dtype=float)
-            row[key] = f"{vals.mean():.4f} ± {vals.std():.4f}" if len(vals) > 1 else f"{vals.mean():.4f}"
+            row[key] = f"{vals.mean():.4f} ± {vals.std(ddof=1):.4f}" if len(vals) > 1 else f"{vals.mean():.4f}"
         for n in names:
             row[f"final {n}"] = round(finals[label][n], 4)
         row["trainable params (last step)"] = list(metrics[0]["trainable_params"].values())[-1]
@@ -100,7 +165,7 @@ def summarize_sweep(spec: dict) -> pd.DataFrame:
     table = pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
     if out_dir is not None and rows:
         out_dir.mkdir(parents=True, exist_ok=True)
-        text = "## Summary (mean ± std over seeds)\n\n" + table.drop(columns=["R (mean over seeds)"]).to_markdown() + "\n"
+        text = "## Summary (mean ± sample std over seeds)\n\n" + table.drop(columns=["R (mean over seeds)"]).to_markdown() + "\n"
         if spec["baseline"] in finals:
             from frkit.metrics import relative_table
 
