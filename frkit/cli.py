@@ -1,4 +1,4 @@
-"""Command line: ``frkit run params/x.yaml [-p key value ...]``, ``frkit prepare-model``, ``frkit report``."""
+"""Command line: ``frkit run params/x.yaml [-p key value ...]``, ``frkit prepare-model``, ``frkit sweep``, ``frkit pack``, ``frkit notebook``."""
 from __future__ import annotations
 
 import argparse
@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     p_sw.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a key in every run")
     p_sw.add_argument("--summary-only", action="store_true", help="summarise finished runs, train nothing")
     p_sw.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process (default 1)")
+    p_pack = sub.add_parser("pack", help="pack the (trimmed) encoder and the data of a params file into one .tar.xz")
+    p_pack.add_argument("params", help="params/*.yaml")
+    p_pack.add_argument("out", help="bundle path, e.g. outputs/pawsx_bundle.tar.xz")
+    p_pack.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a key")
     p_tab = sub.add_parser("table", help="relative-to-baseline table over finished runs")
     p_tab.add_argument("runs", nargs="+", help="run folders")
     p_tab.add_argument("--baseline", default="independent")
@@ -65,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
                 summarize_sweep(load_sweep(args.sweep, _overrides(args.param)))
             else:
                 run_sweep(args.sweep, args.only, _overrides(args.param), jobs=args.jobs)
+        elif args.command == "pack":
+            from frkit.pack import pack_bundle
+
+            keys = pack_bundle(args.params, args.out, _overrides(args.param))
+            flags = " ".join(f"-p {k} {str(v).lower() if isinstance(v, bool) else v}" for k, v in keys.items())
+            print(f"packed: {args.out}\nunpack: tar xJf {args.out} -C DIR\nthen run with: {flags}")
         elif args.command == "table":
             from frkit.artifacts import load_run
             from frkit.metrics import relative_table

@@ -72,6 +72,8 @@ def run_sweep(path: str | Path, only: list[str] | None = None, overrides: dict |
     """Train every (run, seed) of the sweep file not finished yet, then summarise; ``jobs`` runs at once."""
     from frkit.runner import run
 
+    if jobs < 1:
+        raise FrkitInputError(f"--jobs {jobs}: expected a whole number >= 1")
     spec = load_sweep(path, overrides)
     if only:
         unknown = sorted(set(only) - set(spec["runs"]))

@@ -47,6 +47,8 @@ def test_only_with_unknown_label_fails_before_training(tmp_path, tiny_params):
     path = write_sweep(tmp_path, tiny_params(), {"runs": {"seq": {"method": "sequential"}}})
     with pytest.raises(FrkitInputError, match=r"--only \['sequentail'\] not among its runs \['seq'\]"):
         run_sweep(path, only=["sequentail"])
+    with pytest.raises(FrkitInputError, match=r"--jobs 0: expected a whole number >= 1"):
+        run_sweep(path, jobs=0)
     assert not (tmp_path / "outputs").exists()
 
 
