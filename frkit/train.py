@@ -6,6 +6,7 @@ several GPUs. A method supplies *what* to optimise and *which loss*; this file o
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
 LossFn = Callable[[nn.Module, dict], torch.Tensor]
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=None)
@@ -161,6 +163,8 @@ def fit(
         val_auc = validate()
         best.history.append({"epoch": epoch + 1, "train_loss": running / max(1, steps_per_epoch), "val_auc": val_auc})
         best.epochs_run = epoch + 1
+        log.info("%s epoch %d/%d: train loss %.4f, validation AUC %.4f", desc, epoch + 1, settings.epochs,
+                 best.history[-1]["train_loss"], val_auc)  # the record of runs trained without a progress bar
         if val_auc > best.best_val_auc:
             best.best_val_auc, best.best_epoch, bad_epochs = val_auc, epoch + 1, 0
             best_state = [p.detach().clone() for p in trainable]

@@ -57,6 +57,29 @@ def test_stage_two_trains_only_the_adapter_and_head(tiny_params):
     assert method.fisher is not None and method.anchor is not None
 
 
+@pytest.mark.parametrize("method_name", ["fr_lora", "fr_dora"])
+def test_fisher_of_line_5_sees_the_base_and_line_10_the_new_adapter(tiny_params, method_name):
+    """Line 5's Fisher (Eq. 4's weights) is of the Stage-I base with every adapter off, also when older adapters
+    exist; line 10's is of the model with adapter t on. Spy on which adapters are live at each Fisher call."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    cfg, method, ms = _method(tiny_params, method=method_name, epochs=1)
+    calls = []
+    real = method.compute_fisher
+
+    def spy(marketplace, head, names=None):
+        layers = [m for m in method.model.encoder.modules() if isinstance(m, BaseTunerLayer)]
+        live = sorted({a for m in layers if not m.disable_adapters for a in m.active_adapters}) if layers else []
+        calls.append((marketplace.name, live))
+        return real(marketplace, head, names)
+
+    method.compute_fisher = spy
+    for step, m in enumerate(ms[:2]):
+        method.learn(step, m, ms[: step + 1])
+        method.model_for(m.name)  # scoring activates adapter t, as the runner does
+    assert calls == [("en", []), ("en", ["en"]), ("es", []), ("es", ["es"])]
+
+
 def test_ewc_penalty_is_active_from_the_second_marketplace(tiny_params, monkeypatch):
     import frkit.methods.ewc as ewc_module
 

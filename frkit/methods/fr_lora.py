@@ -39,7 +39,8 @@ class FrLora(EwcBase):
     def learn(self, step, marketplace, seen):
         name = marketplace.name
         stage1 = self.train_base_with_ewc(step, marketplace)  # line 4
-        self.stage1_fisher = self.compute_fisher(marketplace, name)  # line 5
+        with self.adapters_off():  # line 5: the Fisher of the base just fine-tuned, not of base + an older adapter
+            self.stage1_fisher = self.compute_fisher(marketplace, name)
         stage2 = self.train_adapter(step, marketplace)  # lines 6-9
         fisher_with_lora = self.compute_fisher(marketplace, name)  # line 10 (adapter t active)
         self.carry_fisher(step, fisher_with_lora)
