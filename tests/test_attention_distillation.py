@@ -31,8 +31,9 @@ def test_second_step_trains_only_new_adapter_fusion_and_keeps_the_teacher(tiny_p
     sources, kls = [], []
     real = ad_module.attention_distillation_loss
 
-    def spy(teacher, student, mask, renorm):
-        out = real(teacher, student, mask, renorm)
+    def spy(teacher, student, mask, renorm, reduction):
+        assert reduction == "mean" and renorm is False  # the defaults reach Eq. 9
+        out = real(teacher, student, mask, renorm, reduction)
         kls.append(out.item())
         assert out.requires_grad  # the student's captured scores carry the graph
         return out
@@ -61,6 +62,27 @@ def test_second_step_trains_only_new_adapter_fusion_and_keeps_the_teacher(tiny_p
     assert method.trainable_params == sum(p.numel() for p in method.stack.fusion_parameters("fusion_1")) + \
         sum(p.numel() for p in method.stack.adapter_parameters("es")) + sum(p.numel() for p in method.model.heads["es"].parameters())
     assert counts
+
+
+def test_distill_reduction_and_language_adapter_lr_reach_the_training(tiny_params, monkeypatch):
+    method, ms = _method(tiny_params, distill_reduction="sum", language_adapter_lr=5e-5, translate_fraction=0.0)
+    lrs, reductions = [], []
+    real_train, real_kl = method.train, ad_module.attention_distillation_loss
+
+    def train(model, params, marketplace, head, lr, step, **kw):
+        lrs.append(lr)
+        return real_train(model, params, marketplace, head, lr, step, **kw)
+
+    def spy(teacher, student, mask, renorm, reduction):
+        reductions.append(reduction)
+        return real_kl(teacher, student, mask, renorm, reduction)
+
+    method.train = train
+    monkeypatch.setattr(ad_module, "attention_distillation_loss", spy)
+    method.learn(0, ms[0], ms[:1])
+    method.learn(1, ms[1], ms[:2])
+    assert lrs == [5e-5, 5e-5]  # Appendix B's rate for both language adapters, not adapter_lr
+    assert reductions and set(reductions) == {"sum"}
 
 
 def test_without_translation_every_batch_gets_task_and_distillation(tiny_params, monkeypatch):

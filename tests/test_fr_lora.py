@@ -55,6 +55,11 @@ def test_stage_two_trains_only_the_adapter_and_head(tiny_params):
     moved = [k for k, v in base_before.items() if k in after and not torch.equal(v, after[k])]
     assert moved  # Stage I moved the base (keys of the plain encoder = peft-free names)
     assert method.fisher is not None and method.anchor is not None
+    # trainable count (Table 1's last column): base + head t (Stage I) + LoRA t (Stage II), the head counted once
+    base = sum(p.numel() for p in base_parameters(method.model.encoder).values())
+    lora = sum(p.numel() for n, p in method.model.encoder.named_parameters() if "lora_" in n)
+    head = sum(p.numel() for p in method.model.heads[ms[0].name].parameters())
+    assert method.trainable_params == base + head + lora
 
 
 @pytest.mark.parametrize("method_name", ["fr_lora", "fr_dora"])

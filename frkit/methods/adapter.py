@@ -36,7 +36,8 @@ class AdapterMethodBase(Method):
             p.requires_grad_(False)
         for p in self.model.heads[name].parameters():
             p.requires_grad_(True)
-        return self.train(self.model, params, marketplace, name, self.cfg.adapter_lr, step)
+        lr = self.cfg.language_adapter_lr or self.cfg.adapter_lr
+        return self.train(self.model, params, marketplace, name, lr, step)
 
     def save(self, folder: Path):
         super().save(folder)

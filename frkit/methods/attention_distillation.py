@@ -96,6 +96,7 @@ class AttentionDistillation(AdapterMethodBase):
         task = cross_entropy_loss(head)
         teacher_setup = self.teacher_setup(step)
         stack, weight, renorm = self.stack, self.cfg.distill_weight, self.cfg.distill_renormalise
+        reduction = self.cfg.distill_reduction
 
         def ad_loss(model, batch):
             inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
@@ -105,7 +106,8 @@ class AttentionDistillation(AdapterMethodBase):
             with stack.capturing():
                 logits = model(**batch, head=head)
                 student_scores = stack.attention_scores()
-            kl = attention_distillation_loss(teacher_scores, student_scores, batch["attention_mask"], renorm)
+            kl = attention_distillation_loss(teacher_scores, student_scores, batch["attention_mask"], renorm,
+                                             reduction)
             return weight * kl, logits
 
         def loss(model, batch):

@@ -47,7 +47,7 @@ class FrLora(EwcBase):
         self.learned.append(name)
         if self.cfg.projection and step == len(self.cfg.marketplaces) - 1:
             self.project_older_adapters()  # lines 14-16
-        self.trainable_params = self.stage1_params + self.trainable_params
+        self.trainable_params = self.stage1_params + self.adapter_params  # head t trains in both stages: once
         return {"stage1": fit_log(stage1), "stage2": fit_log(stage2), **fit_log(stage2),
                 "stage1_lr": self.base_lr(step)}
 
@@ -60,7 +60,9 @@ class FrLora(EwcBase):
         """Stage II, Eq. 4: only LoRA t and head t train; the base is frozen."""
         name = marketplace.name
         self.model.encoder = add_adapter(self.model.encoder, name, self.adapter_config())
-        params = adapter_parameters(self.model.encoder, name) + list(self.model.heads[name].parameters())
+        adapter = adapter_parameters(self.model.encoder, name)
+        self.adapter_params = sum(p.numel() for p in adapter)
+        params = adapter + list(self.model.heads[name].parameters())
         freeze_all_but(self.model, params)
         task_loss = cross_entropy_loss(name)
         encoder, beta = self.model.encoder, self.cfg.beta

@@ -47,9 +47,15 @@ class AdapterOptions(BaseModel):
     """Bottleneck adapters, AdapterFusion and Attention Distillation (seed 2, section 4, Appendix B)."""
 
     adapter_reduction: int = Field(16, ge=1)  # Pfeiffer reduction factor: bottleneck = hidden / 16
+    # Appendix B, Table 3 trains the language adapters at 5e-5 too; None keeps the shared PEFT rate
+    # ``adapter_lr`` (FR-LoRA's 3e-4) so that every adapter method of the kit trains at one rate by default
+    language_adapter_lr: float | None = Field(None, gt=0)
     fusion_lr: float = Field(5e-5, gt=0)  # Appendix B, Table 3: learning rate 5e-5
     translate_fraction: float = Field(0.3, ge=0, le=1)  # Figure 4: 30% best; 0 = no translation (section 4.2)
     translator: Literal["parallel", "marian"] = "parallel"  # parallel: same pair id in the older language (PAWS-X)
     translation_cache: str | None = None  # Marian translations on disk (default <output_dir>/translation_cache)
     distill_weight: float = Field(1.0, ge=0)  # Eq. 10: L_t + L_AD (weight 1 in the paper)
     distill_renormalise: bool = False  # Eq. 9 as written: the student's old-adapter scores are not renormalised
+    # Eq. 9 sums over batch, tokens and adapters ("sum", over layers too); "mean" averages over real tokens
+    # and layers so that distill_weight does not depend on batch size, length or depth (frkit/core/distill.py)
+    distill_reduction: Literal["mean", "sum"] = "mean"
