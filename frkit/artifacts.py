@@ -75,14 +75,20 @@ class RunFolder:
         self.path = Path(path)
 
     # -- set-up ------------------------------------------------------------------------------------
-    def open(self, params: dict, resume: bool) -> None:
-        """Create the folder, or check that an existing one was made with the same parameters."""
+    def open(self, params: dict, resume: bool, defaults: dict | None = None) -> None:
+        """Create the folder, or check that an existing one was made with the same parameters.
+
+        A key the saved params lack (an option added to frkit since the run started) counts as unchanged
+        when its value is the default in ``defaults``: the old run used the behaviour that default keeps.
+        """
         saved = self.params()
         if saved is not None and not resume:
             aside = self.path.with_name(f"{self.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
             self.path.rename(aside)  # never delete finished work
             saved = None
         if saved is not None:
+            defaults = defaults or {}
+            saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
             changed = sorted(k for k in set(saved) | set(params)
                              if k not in RESUME_FREE_KEYS and saved.get(k) != params.get(k))
             if changed:

@@ -18,7 +18,7 @@ import torch
 from transformers import set_seed
 
 from frkit.artifacts import RunFolder
-from frkit.config import BaseRunConfig
+from frkit.config import BaseRunConfig, default_params
 from frkit.data import load_marketplaces
 from frkit.data.marketplace import Marketplace
 from frkit.methods import METHODS
@@ -62,7 +62,7 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
     method_cls = METHODS[cfg.method]
     marketplaces = load_configured_marketplaces(cfg)
     folder = RunFolder(cfg.run_dir)
-    folder.open(cfg.model_dump(), resume=cfg.resume)
+    folder.open(cfg.model_dump(), resume=cfg.resume, defaults=default_params())
 
     model_source = prepare_model_source(cfg, marketplaces)
     ctx = MethodContext(cfg, model_source, load_tokenizer(model_source), show_progress=show_progress)

@@ -104,7 +104,8 @@ def _run_parallel(todo: list, jobs: int) -> None:
         for future in as_completed(futures):
             label, seed = futures[future]
             error = future.result()
-            print(f"== {label} seed {seed}: {'failed' if error else 'done'}", flush=True)
+            reason = f"failed: {error.strip().splitlines()[-1]}" if error else "done"
+            print(f"== {label} seed {seed}: {reason}", flush=True)
             if error:
                 failed.append(f"{label} seed {seed}:\n{error}")
     if failed:
@@ -133,6 +134,7 @@ def _run_in_worker(values: dict, threads: int, log_path: str) -> str | None:
         run(cfg, show_progress=False)
         return None
     except BaseException:  # noqa: BLE001 - reported to the parent, which decides
+        logging.getLogger(__name__).error("run failed:\n%s", traceback.format_exc())  # kept in the run's log
         return traceback.format_exc()
     finally:
         logging.getLogger().removeHandler(handler)

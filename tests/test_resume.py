@@ -79,3 +79,21 @@ def test_changed_parameters_refuse_to_resume(tiny_params):
     with pytest.raises(FrkitInputError, match=r"other parameters.*lr"):
         run(make_config(tiny_params(method="independent", run_name="r", marketplaces=["en", "es"], lr=0.5)),
             show_progress=False)
+
+
+def test_a_key_added_since_the_run_started_resumes_at_its_default(tiny_params):
+    """A run folder from an older frkit lacks newer keys: their defaults keep the old behaviour, so it resumes."""
+    import yaml
+
+    from frkit.errors import FrkitInputError
+
+    cfg = make_config(tiny_params(method="independent", run_name="r", marketplaces=["en", "es"]))
+    run(cfg, show_progress=False)
+    saved = cfg.run_dir / "params.yaml"
+    old = yaml.safe_load(saved.read_text())
+    del old["weight_decay"]  # as if weight_decay had not existed when this run started
+    saved.write_text(yaml.safe_dump(old, sort_keys=False))
+    assert run(cfg, show_progress=False).metrics["average_auc"] > 0  # resumed: default value
+    with pytest.raises(FrkitInputError, match=r"other parameters \(weight_decay: 0\.01 -> 0\.5\)"):
+        run(make_config(tiny_params(method="independent", run_name="r", marketplaces=["en", "es"], weight_decay=0.5)),
+            show_progress=False)

@@ -86,7 +86,7 @@ def test_parallel_jobs_match_serial(tmp_path, tiny_params):
         assert (tmp_path / "parallel" / "out" / "s" / label / "seed0.log").is_file()
 
 
-def test_parallel_failure_is_reported_and_other_runs_finish(tmp_path, tiny_params):
+def test_parallel_failure_is_reported_and_other_runs_finish(tmp_path, tiny_params, capsys):
     # a run whose data folder vanishes after validation fails inside its worker; the other run still finishes
     path = write_sweep(tmp_path, tiny_params(epochs=1), {
         "name": "s", "runs": {"seq": {"method": "sequential"}, "bad": {"method": "sequential", "data_path": str(tmp_path / "gone")}}})
@@ -94,3 +94,6 @@ def test_parallel_failure_is_reported_and_other_runs_finish(tmp_path, tiny_param
     with pytest.raises(RuntimeError, match=r"(?s)sweep runs failed.*bad seed 0"):
         run_sweep(path, jobs=2)
     assert (tmp_path / "outputs" / "s" / "seq" / "seed0" / "metrics.json").is_file()
+    reported = [line for line in capsys.readouterr().out.splitlines() if line.startswith("== bad seed 0: failed")]
+    assert reported and "Error" in reported[0]  # the reason at once, not only at the end of the sweep
+    assert "Traceback" in (tmp_path / "outputs" / "s" / "bad" / "seed0.log").read_text()  # and kept in its log
