@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import frkit.methods.base as base
+import frkit.methods.replay as replay_module
 from frkit.config import make_config
 from frkit.runner import run
 
@@ -19,7 +20,7 @@ class Stop(KeyboardInterrupt):
     pass
 
 
-@pytest.mark.parametrize("method", ["sequential", "lora"])
+@pytest.mark.parametrize("method", ["sequential", "lora", "replay", "magmax"])
 def test_stop_in_the_middle_of_a_marketplace_then_resume(method, tiny_params, monkeypatch):
     reference = run(make_config(tiny_params(method=method, run_name="ref")), show_progress=False)
 
@@ -36,6 +37,7 @@ def test_stop_in_the_middle_of_a_marketplace_then_resume(method, tiny_params, mo
         return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(base, "fit", fit_that_stops)
+    monkeypatch.setattr(replay_module, "fit", fit_that_stops)  # replay runs the loop itself (tagged batches)
     cfg = make_config(tiny_params(method=method, run_name="stopped"))
     with pytest.raises(Stop):
         run(cfg, show_progress=False)
@@ -44,6 +46,7 @@ def test_stop_in_the_middle_of_a_marketplace_then_resume(method, tiny_params, mo
     assert not (cfg.run_dir / "metrics.json").exists()
 
     monkeypatch.setattr(base, "fit", real_fit)
+    monkeypatch.setattr(replay_module, "fit", real_fit)
     resumed = run(cfg, show_progress=False)
     np.testing.assert_allclose(resumed.auc_matrix, reference.auc_matrix, rtol=0, atol=1e-6)
     assert resumed.metrics["average_auc"] == pytest.approx(reference.metrics["average_auc"], abs=1e-6)
