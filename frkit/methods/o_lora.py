@@ -1,0 +1,70 @@
+"""O-LoRA (Wang et al. 2023), FR-LoRA Table 1's orthogonal-subspace baseline.
+
+for each marketplace t:
+  1. a new LoRA t on the frozen base (LoraOptions' targets and rank), every older LoRA kept active but frozen
+  2. train LoRA t and head t with  L_task + olora_lambda_orth * L_orth + olora_lambda_l2 * L_2,
+     L_orth pushing A_t's rows orthogonal to every older A_k (frkit/core/orthogonal.py)
+Every marketplace is scored with all learned LoRAs active together (O-LoRA needs no task id at inference)
+and its own head.
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from frkit.core.lora_delta import lora_factors
+from frkit.core.orthogonal import l2_loss, orthogonality_loss
+from frkit.methods import register
+from frkit.methods.base import fit_log
+from frkit.methods.lora import Lora
+from frkit.methods.options import LoraOptions
+from frkit.models.peft_adapters import adapter_parameters, add_adapter, freeze_all_but
+from frkit.train import cross_entropy_loss
+
+
+class OLoraOptions(BaseModel):
+    """O-LoRA's loss weights (its released scripts: lambda_1 = 0.5, lambda_2 = 0)."""
+
+    olora_lambda_orth: float = Field(0.5, ge=0)
+    olora_lambda_l2: float = Field(0.0, ge=0)
+
+
+@register
+class OLora(Lora):
+    name = "o_lora"
+    option_groups = (LoraOptions, OLoraOptions)
+
+    def activate(self, names: list[str]) -> None:
+        """Sum the given LoRAs in every adapted layer (peft's multi-adapter mode)."""
+        self.model.encoder.base_model.set_adapter(names)
+
+    def learn(self, step, marketplace, seen):
+        name = marketplace.name
+        self.model.encoder = add_adapter(self.model.encoder, name, self.adapter_config())
+        self.model.add_head(name)
+        self.activate(self.learned + [name])
+        params = adapter_parameters(self.model.encoder, name) + list(self.model.heads[name].parameters())
+        freeze_all_but(self.model, params)  # after activate(): peft marks every active adapter trainable
+        result = self.train(self.model, params, marketplace, name, self.cfg.adapter_lr, step, loss_fn=self.loss(name))
+        self.learned.append(name)
+        return fit_log(result)
+
+    def loss(self, name: str):
+        task = cross_entropy_loss(name)
+        encoder, c = self.model.encoder, self.cfg
+        older = [{k: a for k, (a, _) in lora_factors(encoder, old).items()} for old in self.learned]
+        new_params = adapter_parameters(encoder, name)
+
+        def loss(model, batch):
+            value = task(model, batch)
+            if c.olora_lambda_orth > 0 and older:
+                new = {k: a for k, (a, _) in lora_factors(encoder, name).items()}
+                value = value + c.olora_lambda_orth * orthogonality_loss(older, new)
+            if c.olora_lambda_l2 > 0:
+                value = value + c.olora_lambda_l2 * l2_loss(new_params)
+            return value
+
+        return loss
+
+    def model_for(self, name):
+        self.activate(list(self.learned))
+        return self.model, name
