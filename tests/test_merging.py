@@ -40,7 +40,7 @@ def test_task_vector_and_its_application_round_trip():
 
 @pytest.mark.parametrize("finetuning", ["sequential", "independent"])
 def test_magmax_scores_with_the_merged_encoder(tiny_params, finetuning):
-    cfg = make_config(tiny_params(method="magmax", epochs=1, magmax_finetuning=finetuning, magmax_scale=0.5))
+    cfg = make_config(tiny_params(method="magmax", epochs=1, merge_finetuning=finetuning, magmax_scale=0.5))
     ms = load_configured_marketplaces(cfg)
     ctx = MethodContext(cfg, cfg.model_name_or_path, load_tokenizer(cfg.model_name_or_path), show_progress=False)
     method = METHODS["magmax"](cfg, ctx)
@@ -66,3 +66,54 @@ def test_magmax_scores_with_the_merged_encoder(tiny_params, finetuning):
     model, head = method.model_for("en")
     assert head == "en" and model.heads is method.model.heads
     torch.testing.assert_close(model.encoder.state_dict()[key], pre[key] + 0.5 * merged, rtol=0, atol=1e-6)
+
+
+def test_opcm_clean_matches_the_explicit_sum_over_singular_pairs():
+    g = torch.Generator().manual_seed(1)
+    merged, tau, alpha = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g), 0.5
+    from frkit.core.merging import opcm_clean
+
+    u, s, vh = torch.linalg.svd(merged, full_matrices=True)
+    share = (s.cumsum(0) / s.sum()).tolist()
+    split = next(i for i, c in enumerate(share) if c > alpha)
+    expected = tau.clone()
+    for i in range(4):  # brute force: subtract tau's coefficient on every removed pair u_i v_j^T
+        for j in range(6):
+            if i == j or (i < split and j < split):
+                coefficient = (u[:, i] @ tau @ vh[j]).item()
+                expected -= coefficient * torch.outer(u[:, i], vh[j])
+    torch.testing.assert_close(opcm_clean(merged, tau, alpha), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_opcm_step_keeps_the_average_norm_and_adds_other_parameters_plainly():
+    from frkit.core.merging import opcm_step, vector_norm
+
+    g = torch.Generator().manual_seed(2)
+    taus = [{"w": torch.randn(4, 4, generator=g), "b": torch.randn(4, generator=g) * (k + 1)} for k in range(3)]
+    state, merged = {}, None
+    for k, tau in enumerate(taus):
+        previous, previous_lambda = merged, state.get("lambda")
+        merged = opcm_step(merged, tau, state, alpha=0.5, projected={"w"})
+        average = sum(vector_norm(t) for t in taus[: k + 1]) / (k + 1)
+        assert vector_norm(merged) == pytest.approx(average, rel=1e-5)  # merged vector at the average norm
+        if previous is not None:  # bias: lambda_{t-1} * merged + tau, over lambda_t
+            torch.testing.assert_close(merged["b"], (previous_lambda * previous["b"] + tau["b"]) / state["lambda"])
+    assert state["norms"] == pytest.approx([vector_norm(t) for t in taus])
+
+
+def test_opcm_method_scores_with_the_merged_encoder_and_resumes_its_state(tiny_params, tmp_path):
+    cfg = make_config(tiny_params(method="opcm", epochs=1))
+    ms = load_configured_marketplaces(cfg)
+    ctx = MethodContext(cfg, cfg.model_name_or_path, load_tokenizer(cfg.model_name_or_path), show_progress=False)
+    method = METHODS["opcm"](cfg, ctx)
+    for k in range(2):
+        method.learn(k, ms[k], ms[: k + 1])
+    assert len(method.merge_state["norms"]) == 2 and method.merge_state["lambda"] > 0
+    key = "encoder.layer.0.attention.self.query.weight"
+    model, _ = method.model_for("en")
+    torch.testing.assert_close(model.encoder.state_dict()[key], method.pretrained[key] + method.merged_tau[key])
+    method.save(tmp_path)
+    again = METHODS["opcm"](cfg, ctx)
+    again.load(tmp_path)
+    assert again.merge_state == method.merge_state
+    torch.testing.assert_close(again.model_for("en")[0].encoder.state_dict()[key], model.encoder.state_dict()[key])
