@@ -134,8 +134,9 @@ def _run_in_worker(values: dict, threads: int, log_path: str) -> str | None:
         run(cfg, show_progress=False)
         return None
     except BaseException:  # noqa: BLE001 - reported to the parent, which decides
-        logging.getLogger(__name__).error("run failed:\n%s", traceback.format_exc())  # kept in the run's log
-        return traceback.format_exc()
+        error = traceback.format_exc()
+        logging.getLogger(__name__).error("run failed:\n%s", error)  # kept in the run's log
+        return error
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()

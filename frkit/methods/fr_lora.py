@@ -19,7 +19,7 @@ from frkit.core.lora_delta import effective_delta_w, lora_factors
 from frkit.core.penalties import fr_inverse_fisher, fr_penalty_precomputed
 from frkit.core.projection import project_lora_factors
 from frkit.methods import register
-from frkit.methods.base import fit_log
+from frkit.methods.base import count_trainable, fit_log
 from frkit.methods.ewc import EwcBase, qkv_only
 from frkit.methods.options import EwcOptions, FrOptions, LoraOptions
 from frkit.models.peft_adapters import adapter_parameters, add_adapter, freeze_all_but, lora_config
@@ -61,7 +61,7 @@ class FrLora(EwcBase):
         name = marketplace.name
         self.model.encoder = add_adapter(self.model.encoder, name, self.adapter_config())
         adapter = adapter_parameters(self.model.encoder, name)
-        self.adapter_params = sum(p.numel() for p in adapter)
+        self.adapter_params = count_trainable(adapter)
         params = adapter + list(self.model.heads[name].parameters())
         freeze_all_but(self.model, params)
         task_loss = cross_entropy_loss(name)

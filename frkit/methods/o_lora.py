@@ -51,13 +51,14 @@ class OLora(Lora):
     def loss(self, name: str):
         task = cross_entropy_loss(name)
         encoder, c = self.model.encoder, self.cfg
+        # looked up once: the factors are the same Parameter objects for the whole of training
         older = [{k: a for k, (a, _) in lora_factors(encoder, old).items()} for old in self.learned]
+        new = {k: a for k, (a, _) in lora_factors(encoder, name).items()}
         new_params = adapter_parameters(encoder, name)
 
         def loss(model, batch):
             value = task(model, batch)
             if c.olora_lambda_orth > 0 and older:
-                new = {k: a for k, (a, _) in lora_factors(encoder, name).items()}
                 value = value + c.olora_lambda_orth * orthogonality_loss(older, new)
             if c.olora_lambda_l2 > 0:
                 value = value + c.olora_lambda_l2 * l2_loss(new_params)
