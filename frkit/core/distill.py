@@ -27,6 +27,8 @@ from collections.abc import Mapping
 
 import torch
 
+from frkit.core.fp32 import full_precision
+
 REDUCTIONS = ("mean", "sum")
 EPS = 1e-12  # floor for log ω: a softmax can underflow to exactly 0
 
@@ -73,6 +75,12 @@ def attention_distillation_loss(teacher: Mapping[int, torch.Tensor], student: Ma
     """
     if set(teacher) != set(student) or not teacher:
         raise ValueError(f"teacher layers {sorted(teacher)} and student layers {sorted(student)} must match")
+    losses = []
+    with full_precision():  # Eq. 9 in fp32 inside a bf16 training step
+        return _layer_losses(teacher, student, mask, renormalise, reduction)
+
+
+def _layer_losses(teacher, student, mask, renormalise: bool, reduction: str) -> torch.Tensor:
     losses = []
     for layer in sorted(teacher):
         n_old = teacher[layer].shape[-1]

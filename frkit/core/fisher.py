@@ -20,7 +20,8 @@ mini-batch gradient is a different, smaller quantity). Three engines compute the
 - ``"loop"``: batch-size-1 backward per sample; the slow reference, works for anything.
 
 The forward must not mix samples (no batch norm, no in-batch negatives): sample b's logits depend
-only on sample b. Dropout is switched off (eval mode) for the computation and restored after.
+only on sample b. Dropout is switched off (eval mode) for the computation and restored after, and
+autocast is switched off: the Fisher is computed in fp32 whatever precision trains the model.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
+
+from frkit.core.fp32 import full_precision
 
 Batch = Mapping[str, object]
 Forward = Callable[[nn.Module, Batch], Tensor]
@@ -99,7 +102,7 @@ def diagonal_fisher(
     model.eval()  # dropout off: Eq. 3 is a property of the trained network, not of a noisy one
     n_samples, plan = 0, None
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), full_precision():  # Eq. 3 in fp32 even inside a bf16 autocast region
             for batch in batches:
                 for chunk in _chunks(batch, chunk_size, label_key):
                     if plan is None:

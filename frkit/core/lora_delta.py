@@ -23,6 +23,8 @@ import re
 import torch
 from torch import Tensor, nn
 
+from frkit.core.fp32 import full_precision
+
 _PEFT_WRAPPER = re.compile(r"(^|\.)base_model\.model\.")
 _ADAPTER_PARAM = re.compile(
     r"\.(?:lora_A|lora_magnitude_vector)\.[^.]+\.weight$"  # -> the adapted weight
@@ -76,6 +78,11 @@ def effective_delta_w(model: nn.Module, adapter_name: str, detach_dora_norm: boo
             raise ValueError(f"adapter {adapter_name!r} is merged into {key}; unmerge it first")
         if layer.get_base_layer().weight.dim() != 2 or layer.lora_A[adapter_name].weight.dim() != 2:
             raise NotImplementedError(f"{key}: only LoRA on linear layers is supported")
+    with full_precision():  # Eq. 4's Delta W in fp32, also inside a bf16 training step
+        return _deltas(layers, adapter_name, detach_dora_norm)
+
+
+def _deltas(layers: dict[str, nn.Module], adapter_name: str, detach_dora_norm: bool) -> dict[str, Tensor]:
     updates = _scaled_products(layers, adapter_name)  # s B A in [out, in], all layers
     deltas = {}
     for key, layer in layers.items():

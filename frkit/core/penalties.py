@@ -15,6 +15,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from frkit.core.fp32 import full_precision
+
 CARRY_MODES = ("latest", "accumulate", "average")
 
 
@@ -110,7 +112,8 @@ def _weighted_squares(weights: list[Tensor], anchors: list[Tensor] | None, xs: l
     if any(r.dtype != x.dtype for r, x in zip(roots, xs)):
         roots = [r.to(x.dtype) for r, x in zip(roots, xs)]
     try:
-        return _WeightedSquares.apply(roots, anchors, *xs)
+        with full_precision():  # Eq. 2 / 4 in fp32 inside a bf16 training step
+            return _WeightedSquares.apply(roots, anchors, *xs)
     except RuntimeError:  # name the culprit instead of a foreach shape error
         for n, r, x in zip(names, roots, xs):
             if r.shape != x.shape:

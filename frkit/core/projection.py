@@ -29,6 +29,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from frkit.core.fp32 import full_precision
+
 
 def orthonormal_basis(a: Tensor, rtol: float | None = None) -> Tensor:
     """U_r [n, rank]: orthonormal basis of col(a); singular values <= rtol * s_max count as zero
@@ -85,9 +87,16 @@ def project_lora_factors(
     if missing:
         raise KeyError(f"latest adapter has no factors for {missing[:3]}")
     out = {}
-    for name, (a_t, b_t) in older.items():
-        a_m, b_m = latest[name]
-        a_new = project_onto_column_space(a_t.detach().T, a_m.detach().T, rtol).T
-        b_new = project_onto_column_space(b_t.detach(), b_m.detach(), rtol)
-        out[name] = (a_new.contiguous(), b_new)
+    with full_precision():
+        for name, (a_t, b_t) in older.items():
+            a_m, b_m = latest[name]
+            a_new = project_onto_column_space(_full(a_t).T, _full(a_m).T, rtol).T
+            b_new = project_onto_column_space(_full(b_t), _full(b_m), rtol)
+            out[name] = (a_new.contiguous().to(a_t.dtype), b_new.to(b_t.dtype))
     return out
+
+
+def _full(t: Tensor) -> Tensor:
+    """Detached, at least fp32 (half-precision factors are upcast; fp64 stays fp64)."""
+    t = t.detach()
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t

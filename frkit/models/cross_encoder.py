@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from frkit.core.fp32 import full_precision
+
 NUM_CLASSES = 2  # relevant / not relevant; softmax keeps the true Fisher exact for two classes
 
 
@@ -40,4 +42,5 @@ class CrossEncoder(nn.Module):
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
         hidden = self.encoder(**kwargs).last_hidden_state
-        return self.heads[head](self.pool(hidden, attention_mask))
+        with full_precision():  # the head in fp32: scores keep their resolution under bf16 autocast (AUC ties)
+            return self.heads[head](self.pool(hidden, attention_mask).float())

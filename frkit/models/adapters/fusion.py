@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from frkit.core.fp32 import full_precision
+
 VALUE_REG_WEIGHT = 0.01  # AdapterHub's get_fusion_regularization_loss
 
 
@@ -75,10 +77,11 @@ class AdapterFusion(nn.Module):
             self.value.weight.fill_(1e-6).fill_diagonal_(1.0)
 
     def forward(self, query: torch.Tensor, updates: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        q = self.query(query)                                   # h^T Q        [b, s, h]
-        k = self.key(updates)                                   # z_t^T K      [b, s, n, h]
+        with full_precision():  # the scores Eq. 9 distils: fp32 under any autocast
+            q = self.query(query.float())                       # h^T Q        [b, s, h]
+            k = self.key(updates.float())                       # z_t^T K      [b, s, n, h]
+            logits = torch.einsum("bsh,bsnh->bsn", q, k)
         v = self.value(updates) if self.value is not None else updates  # Eq. 2-3 [b, s, n, h]
-        logits = torch.einsum("bsh,bsnh->bsn", q, k)
         annealing = self.training and self.anneal_step > 0
         # clone before the in-place step below: autograd saved T for the backward of logits / T
         temperature = self.temperature.clone() if annealing else self.temperature
@@ -86,7 +89,7 @@ class AdapterFusion(nn.Module):
         if annealing:
             with torch.no_grad():
                 self.temperature.sub_(self.anneal_step).clamp_(min=1.0)
-        return torch.einsum("bsn,bsnh->bsh", scores, v) + residual  # Eq. 4
+        return torch.einsum("bsn,bsnh->bsh", scores.to(v.dtype), v) + residual  # Eq. 4
 
     def value_regularization(self) -> torch.Tensor:
         """0.01 · ||I - V||_F^2 (AdapterHub's dynamic fusion keeps V near the identity)."""
