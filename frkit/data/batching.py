@@ -1,10 +1,20 @@
-"""Tokenise pair tables and batch them with dynamic padding."""
+"""Tokenise pair tables and batch them with dynamic padding, grouped by length.
+
+Padding is wasted work: a batch costs as much as its longest pair. Evaluation therefore sorts the rows by
+token length before batching (every row carries ``row``, its position in the table, so scores go back
+into table order), and training draws *length-bucketed* batches: a seeded shuffle, then within windows
+of ``bucket_batches`` batches the rows are sorted by length and cut into batches, and the batches are
+shuffled. Every row comes once per epoch, batches stay random in content, and a run with the same seed
+draws the same batches (a resumed run replays exactly what it would have done).
+"""
 from __future__ import annotations
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import DataCollatorWithPadding
+
+BUCKET_BATCHES = 50  # batches per sorting window: wide enough to group lengths, narrow enough to stay random
 
 
 class PairDataset(Dataset):
@@ -15,8 +25,10 @@ class PairDataset(Dataset):
             table["text_a"].tolist(), table["text_b"].tolist(), truncation=True, max_length=max_length
         )
         self.features = [{k: enc[k][i] for k in enc.keys()} for i in range(len(table))]
-        for feat, label in zip(self.features, table["label"].astype(int).tolist()):
+        for row, (feat, label) in enumerate(zip(self.features, table["label"].astype(int).tolist())):
             feat["labels"] = label
+            feat["row"] = row  # position in the table: scores of sorted batches go back by it
+        self.lengths = [len(f["input_ids"]) for f in self.features]
 
     def __len__(self) -> int:
         return len(self.features)
@@ -25,12 +37,59 @@ class PairDataset(Dataset):
         return self.features[i]
 
 
-def make_loader(table: pd.DataFrame, tokenizer, max_length: int, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+class SortedBatches(Sampler[list[int]]):
+    """Evaluation: rows sorted by length (longest first, so the largest batch comes first), cut into batches."""
+
+    def __init__(self, lengths: list[int], batch_size: int):
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        self.batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+
+class LengthBucketBatches(Sampler[list[int]]):
+    """Training: seeded length-bucketed batches, every row once per epoch (module docstring).
+
+    Each ``iter()`` is one epoch; epoch e draws from ``seed + e``, so the order is reproducible.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, bucket_batches: int = BUCKET_BATCHES):
+        self.lengths = torch.as_tensor(lengths)
+        self.batch_size = batch_size
+        self.window = batch_size * bucket_batches
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.lengths), self.window)  # full windows hold window / batch_size batches
+        return full * (self.window // self.batch_size) + -(-rest // self.batch_size)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        perm = torch.randperm(len(self.lengths), generator=g)
+        batches = []
+        for start in range(0, len(perm), self.window):
+            chunk = perm[start : start + self.window]
+            chunk = chunk[torch.argsort(self.lengths[chunk], stable=True)]
+            batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        for b in torch.randperm(len(batches), generator=g).tolist():
+            yield batches[b]
+
+
+def make_loader(table: pd.DataFrame, tokenizer, max_length: int, batch_size: int, shuffle: bool, seed: int = 0,
+                length_batching: bool = True, dataset: PairDataset | None = None) -> DataLoader:
+    """Batches of ``table``: shuffled (seeded) for training, in order for evaluation; grouped by length unless
+    ``length_batching`` is off. ``dataset`` reuses an already tokenised table."""
+    dataset = dataset if dataset is not None else PairDataset(table, tokenizer, max_length)
+    collate = DataCollatorWithPadding(tokenizer)
+    if length_batching:
+        sampler = (LengthBucketBatches(dataset.lengths, batch_size, seed) if shuffle
+                   else SortedBatches(dataset.lengths, batch_size))
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
     generator = torch.Generator().manual_seed(seed) if shuffle else None  # seeded: resumed runs replay the same order
-    return DataLoader(
-        PairDataset(table, tokenizer, max_length),
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
-        collate_fn=DataCollatorWithPadding(tokenizer),
-    )
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
