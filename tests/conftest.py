@@ -5,6 +5,7 @@ Everything is made here, from configs and seeded random numbers: no network, no 
 from __future__ import annotations
 
 import random
+import zlib
 from pathlib import Path
 
 import pytest
@@ -57,14 +58,15 @@ def make_pairs(lang: str, n: int, seed: int, id_offset: int = 0) -> list[tuple[s
     return rows
 
 
-def write_pawsx(root: Path, n_train: int = 48, n_test: int = 32, langs=LANGS) -> Path:
+def write_pawsx(root: Path, n_train: int = 120, n_test: int = 32, langs=LANGS) -> Path:
     """x-final/<lang>/{dev_2k,test_2k}.tsv in the release's layout; ids parallel across languages."""
     for lang in langs:
         d = root / lang
         d.mkdir(parents=True, exist_ok=True)
         for fname, n, offset in (("dev_2k.tsv", n_train, 0), ("test_2k.tsv", n_test, 10_000)):
             lines = ["id\tsentence1\tsentence2\tlabel"]
-            lines += [f"{i}\t{a}\t{b}\t{y}" for i, a, b, y in make_pairs(lang, n, seed=hash((lang, fname)) % 1000, id_offset=offset)]
+            seed = zlib.crc32(f"{lang}/{fname}".encode()) % 1000  # not hash(): salted per process
+            lines += [f"{i}\t{a}\t{b}\t{y}" for i, a, b, y in make_pairs(lang, n, seed=seed, id_offset=offset)]
             (d / fname).write_text("\n".join(lines) + "\n")
     return root
 
@@ -89,3 +91,14 @@ def tiny_params(tmp_path, tiny_model_dir, tiny_pawsx):
         return params
 
     return make
+
+
+# Each notebook cell of the tests gets this long at most: a hung kernel fails the test naming the cell, well within
+# pytest-timeout's limit, instead of stalling the suite (the tiny runs take seconds).
+NOTEBOOK_CELL_TIMEOUT = 240
+
+
+def run_notebook_bounded(notebook, params_file=None, out_dir=None, **parameters):
+    from frkit.notebook import run_notebook
+
+    return run_notebook(notebook, params_file, out_dir, execution_timeout=NOTEBOOK_CELL_TIMEOUT, **parameters)

@@ -30,7 +30,7 @@ def test_pawsx_from_hub_drops_placeholders_and_unlabelled_rows():
     by_lang = {"en": paws_dict("en"), "ja": paws_dict("ja", train={"sentence1": (0, "NS")})}
     by_lang["ja"]["train"] = by_lang["ja"]["train"].cast_column("label", Value("int64"))
     by_lang["ja"]["train"] = by_lang["ja"]["train"].map(lambda r: {"label": -1 if r["id"] == 2 else r["label"]})
-    en, ja = pawsx_from_hub(by_lang, validation_fraction=0.25)
+    en, ja = pawsx_from_hub(by_lang, validation_fraction=0.25, pairs="shared")
     assert len(en.train) + len(en.validation) == 40
     assert len(ja.train) + len(ja.validation) == 38  # id 1 NS, id 2 label -1
     assert en.test["id"].tolist()[:2] == ["100", "101"] and set(en.test["label"]) == {0, 1}
@@ -40,19 +40,19 @@ def test_pawsx_from_hub_drops_placeholders_and_unlabelled_rows():
 
 def test_pawsx_from_hub_train_split_and_leaks():
     by_lang = {"en": paws_dict("en"), "es": paws_dict("es", test={"id": (0, 5)})}  # es test holds en's pair 5
-    en, es = pawsx_from_hub(by_lang, train_split="validation", validation_fraction=0.3)
+    en, es = pawsx_from_hub(by_lang, train_split="validation", validation_fraction=0.3, pairs="shared")
     assert set(en.train["id"]) | set(en.validation["id"]) == {str(i) for i in range(50, 60)}
-    en, es = pawsx_from_hub(by_lang)
+    en, es = pawsx_from_hub(by_lang, pairs="shared")
     assert "5" not in set(en.train["id"]) | set(en.validation["id"])
     with pytest.raises(FrkitInputError, match=r"no split 'dev'; splits found: \['test', 'train', 'validation'\]"):
-        pawsx_from_hub(by_lang, train_split="dev")
+        pawsx_from_hub(by_lang, train_split="dev", pairs="shared")
 
 
 def test_pawsx_from_hub_missing_column():
     d = paws_dict("en")
     d["test"] = d["test"].rename_column("sentence2", "s2")
     with pytest.raises(FrkitInputError, match=r"missing column\(s\) \['sentence2'\]; found columns \['id', 'sentence1', 's2', 'label'\]"):
-        pawsx_from_hub({"en": d})
+        pawsx_from_hub({"en": d}, pairs="shared")
 
 
 def esci_split(split: str, start: int) -> Dataset:

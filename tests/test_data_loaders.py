@@ -41,17 +41,17 @@ def test_bad_options_fail_before_reading(tmp_path, kwargs, match):
 
 def test_order_and_parallel_subsampling(tmp_path):
     root = write_pawsx(tmp_path / "x-final")
-    es, en = load_marketplaces("pawsx", str(root), ["es", "en"], max_train=12, max_validation=3, max_test=9, seed=4)
+    es, en = load_marketplaces("pawsx", str(root), ["es", "en"], max_train=12, max_validation=3, max_test=9, seed=4, parallel_pairs="shared")
     assert (es.name, en.name) == ("es", "en")
     assert es.sizes() == en.sizes() == {"train": 12, "validation": 3, "test": 9}
     assert es.test["label"].sum() == 3 and es.train["label"].sum() == 4  # a third are positives
     for split in ("train", "validation", "test"):
         assert es.split(split)["id"].tolist() == en.split(split)["id"].tolist()
-    again = load_marketplaces("pawsx", str(root), ["es", "en"], max_train=12, max_validation=3, max_test=9, seed=4)
+    again = load_marketplaces("pawsx", str(root), ["es", "en"], max_train=12, max_validation=3, max_test=9, seed=4, parallel_pairs="shared")
     assert again[0].train["id"].tolist() == es.train["id"].tolist()
 
 
 def test_subsampled_test_keeps_both_classes(tmp_path):
     root = write_pawsx(tmp_path / "x-final", langs=("en",))
-    m = load_marketplaces("pawsx", str(root), ["en"], max_test=2)[0]
+    m = load_marketplaces("pawsx", str(root), ["en"], max_test=2, parallel_pairs="shared")[0]
     assert sorted(m.test["label"]) == [0, 1]

@@ -68,7 +68,7 @@ def test_names_and_source():
         check_names("en", None, "x")
     with pytest.raises(FrkitInputError, match=r"two marketplaces with one name: \['a'\]"):
         check_names(["a", "b", "a"], None, "x")
-    with pytest.raises(FrkitInputError, match=r"unknown data source 'csv'; expected one of \['pawsx', 'esci', 'table', 'hub'\]"):
+    with pytest.raises(FrkitInputError, match=r"unknown data source 'csv'; expected one of \['pawsx', 'stsb', 'esci', 'table', 'hub'\]"):
         check_source("csv")
 
 

@@ -13,7 +13,8 @@ import pandas as pd
 
 from frkit.data.esci import LOCALES, esci_marketplaces
 from frkit.data.marketplace import Marketplace
-from frkit.data.pawsx import LANGUAGES, RAW_COLUMNS, drop_placeholders, parallel_marketplaces
+from frkit.data.parallel import parallel_marketplaces
+from frkit.data.pawsx import LANGUAGES, RAW_COLUMNS, drop_placeholders
 from frkit.data.table import to_pairs
 from frkit.data.validate import require_columns
 from frkit.errors import FrkitInputError
@@ -49,7 +50,7 @@ def _split_frame(dsdict: Mapping, split: str, where: str) -> pd.DataFrame:
 
 
 def pawsx_from_hub(by_lang: Mapping[str, Mapping], *, train_split: str = "auto", validation_fraction: float = 0.2,
-                   seed: int = 0, name: str = HUB_DATASETS["pawsx"]) -> list[Marketplace]:
+                   seed: int = 0, name: str = HUB_DATASETS["pawsx"], pairs: str = "disjoint") -> list[Marketplace]:
     """{lang: DatasetDict(train, validation, test)} -> marketplaces, split as the PAWS-X files are.
 
     ``train_split`` "auto" = "train" (machine-translated); "validation" mirrors training on dev_2k.
@@ -67,8 +68,9 @@ def pawsx_from_hub(by_lang: Mapping[str, Mapping], *, train_split: str = "auto",
                 log.info("%s: dropped %d rows with label -1", where, int(unlabeled.sum()))
             frame = drop_placeholders(frame[~unlabeled], where, also_empty=True)
             frames.append(to_pairs(frame, RAW_COLUMNS, where, labels="binary"))
-        raw[lang] = tuple(frames)
-    return parallel_marketplaces(raw, validation_fraction=validation_fraction, seed=seed, source=f"Hub {name}")
+        raw[lang] = {"train": frames[0], "test": frames[1]}
+    return parallel_marketplaces(raw, pairs=pairs, validation_fraction=validation_fraction, seed=seed,
+                                 source=f"Hub {name}")
 
 
 def esci_from_hub(dsdict: Mapping, locales: list[str], *, small_version: bool = True, validation_fraction: float = 0.2,
@@ -91,7 +93,7 @@ def esci_from_hub(dsdict: Mapping, locales: list[str], *, small_version: bool = 
 
 def load_hub(path: str | None, names: list[str], *, kind: str, train_split: str = "auto",
              small_version: bool = True, validation_fraction: float = 0.2, seed: int = 0,
-             load_dataset: Callable | None = None) -> list[Marketplace]:
+             load_dataset: Callable | None = None, pairs: str = "disjoint") -> list[Marketplace]:
     """Fetch with ``datasets.load_dataset`` (or the given stand-in) and normalise. Needs the Hub or its cache."""
     if load_dataset is None:
         from datasets import load_dataset  # imported here: only this source needs it
@@ -104,6 +106,6 @@ def load_hub(path: str | None, names: list[str], *, kind: str, train_split: str 
 
     if kind == "pawsx":
         return pawsx_from_hub({lang: fetch(lang) for lang in names}, train_split=train_split,
-                              validation_fraction=validation_fraction, seed=seed, name=path)
+                              validation_fraction=validation_fraction, seed=seed, name=path, pairs=pairs)
     return esci_from_hub(fetch(), names, small_version=small_version, validation_fraction=validation_fraction,
                          seed=seed, name=path)

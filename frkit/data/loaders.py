@@ -7,8 +7,10 @@ from pathlib import Path
 from frkit.data.esci import LOCALES, load_esci
 from frkit.data.hub import KNOWN_NAMES, load_hub, resolve_hub
 from frkit.data.marketplace import Marketplace
+from frkit.data.parallel import parallel_marketplaces
 from frkit.data.pawsx import LANGUAGES, load_pawsx
 from frkit.data.split import subsample_marketplaces
+from frkit.data.stsb import load_stsb_raw
 from frkit.data.table import load_tables
 from frkit.data.validate import check_marketplaces, check_names, check_source
 from frkit.errors import FrkitInputError
@@ -25,11 +27,11 @@ def _check_options(source: str, path, train_file, validation_fraction, tables, c
             raise FrkitInputError(f"{key} must be a positive integer or None, got {value!r}")
     if not isinstance(train_file, str) or not train_file:
         raise FrkitInputError(f"train_file must be 'auto' or a file name, got {train_file!r}")
-    if train_file != "auto" and source in ("esci", "table"):
+    if train_file != "auto" and source in ("esci", "table", "stsb"):
         raise FrkitInputError(f"train_file={train_file!r} applies to sources 'pawsx' and 'hub', not {source!r}")
     if (tables or columns) and source != "table":
         raise FrkitInputError(f"tables/columns apply to source 'table' only, not {source!r}")
-    if source in ("pawsx", "esci") and not path:
+    if source in ("pawsx", "stsb", "esci") and not path:
         raise FrkitInputError(f"source {source!r} needs path (the folder holding the release's files)")
 
 
@@ -48,10 +50,13 @@ def load_marketplaces(
     max_test: int | None = None,
     seed: int = 0,
     hub_kind: str | None = None,
+    parallel_pairs: str = "disjoint",
+    stsb_threshold: float = 3.0,
 ) -> list[Marketplace]:
     """Load, split, subsample and validate the marketplaces, returned in the order of ``marketplaces``.
 
-    source: "pawsx" (release folder x-final, names = language codes), "esci" (folder with the two
+    source: "pawsx" (release folder x-final, names = language codes), "stsb" (stsb_multi_mt's data folder,
+        names = language codes; label = score >= ``stsb_threshold``), "esci" (folder with the two
         official parquet files, names = locales us/es/jp), "table" (``tables`` + ``columns``, paths
         relative to ``path``), "hub" (``path`` = dataset id; ``hub_kind`` "pawsx"/"esci" when the id
         does not say).
@@ -59,7 +64,9 @@ def load_marketplaces(
         hub: "auto" (the "train" split) or a split name.
     small_version: esci: keep only the release's small_version == 1 rows (the reduced Task 1 set).
     max_train / max_validation / max_test: stratified, seeded subsample per marketplace after splitting;
-        for parallel data (PAWS-X) the same pair ids are taken in every language wherever possible.
+        for parallel data (PAWS-X, STS-B) the same pair ids are taken in every language wherever possible.
+    parallel_pairs: parallel corpora only: "disjoint" (each marketplace its own share of the training pair
+        ids) or "shared" (``frkit/data/parallel.py``).
     Raises ``FrkitInputError`` naming the file / column / value on any bad input.
     """
     check_source(source)
@@ -69,7 +76,11 @@ def load_marketplaces(
     parallel = False
     if source == "pawsx":
         names = check_names(marketplaces, LANGUAGES, "PAWS-X language")
-        loaded, parallel = load_pawsx(path, names, train_file=train_file, **common), True
+        loaded, parallel = load_pawsx(path, names, train_file=train_file, pairs=parallel_pairs, **common), True
+    elif source == "stsb":
+        names = check_names(marketplaces, None, "STS-B language")
+        raw = load_stsb_raw(path, names, stsb_threshold)
+        loaded, parallel = parallel_marketplaces(raw, pairs=parallel_pairs, source="STS-B", **common), True
     elif source == "esci":
         names = check_names(marketplaces, tuple(LOCALES), "ESCI locale")
         loaded = load_esci(path, names, small_version=small_version, **common)
@@ -79,7 +90,8 @@ def load_marketplaces(
     else:
         kind, dataset_id = resolve_hub(str(path) if path else None, hub_kind)
         names = check_names(marketplaces, KNOWN_NAMES[kind], f"Hub {kind} name")
-        loaded = load_hub(dataset_id, names, kind=kind, train_split=train_file, small_version=small_version, **common)
+        loaded = load_hub(dataset_id, names, kind=kind, train_split=train_file, small_version=small_version,
+                          pairs=parallel_pairs, **common)
         parallel = kind == "pawsx"
     loaded = subsample_marketplaces(loaded, **limits, seed=seed, parallel=parallel)
     check_marketplaces(loaded)

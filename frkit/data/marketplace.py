@@ -20,6 +20,9 @@ class Marketplace:
     validation: pd.DataFrame
     test: pd.DataFrame
     group: str | None = None  # optional column name used to group validation (ESCI: query id)
+    # parallel corpora (PAWS-X, STS-B): every non-test pair of the corpus in this language, whichever
+    # marketplace trains on it; a translation of another marketplace's pair is looked up here by id
+    parallel_corpus: pd.DataFrame | None = None
 
     def split(self, name: str) -> pd.DataFrame:
         if name not in SPLITS:

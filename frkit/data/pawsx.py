@@ -1,8 +1,8 @@
 """PAWS-X in the release's layout: ``<path>/<lang>/{translated_train|train,dev_2k,test_2k}.tsv``.
 
-The languages are parallel (one id = one English pair and its translations), so the split is made
-on ids for all languages at once: the same ids go to validation everywhere, and no id that is in
-any selected language's test set is trained on in another language.
+The languages are parallel (one id = one English pair and its translations): the split is made on ids
+for all languages at once, and ``pairs`` gives each marketplace its own share of them or all of them
+(``frkit/data/parallel.py``).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from frkit.data.marketplace import COLUMNS, Marketplace
-from frkit.data.split import carve_validation
+from frkit.data.parallel import parallel_marketplaces
 from frkit.data.table import to_pairs
 from frkit.data.validate import require_dir, require_file
 from frkit.errors import FrkitInputError
@@ -61,27 +61,8 @@ def resolve_train_file(folder: Path, train_file: str) -> Path:
     return folder / DEV_FILE
 
 
-def parallel_marketplaces(raw: dict[str, tuple[pd.DataFrame, pd.DataFrame]], *, validation_fraction: float,
-                          seed: int, source: str) -> list[Marketplace]:
-    """{lang: (train, test)} -> marketplaces, split on ids consistently across languages.
-
-    Ids in ANY language's test set are dropped from every language's train before validation is
-    carved, so a pair seen in test for one language is never learned in another.
-    """
-    test_ids = set().union(*(set(test["id"]) for _, test in raw.values()))
-    out = []
-    for lang, (train, test) in raw.items():
-        leaked = train["id"].isin(test_ids)
-        log.info("%s %s: dropped %d train rows whose pair id is in a selected language's test set",
-                 source, lang, int(leaked.sum()))
-        train, validation = carve_validation(train[~leaked], validation_fraction, seed)
-        out.append(Marketplace(name=lang, language=lang, train=train[list(COLUMNS)],
-                               validation=validation[list(COLUMNS)], test=test[list(COLUMNS)].reset_index(drop=True)))
-    return out
-
-
 def load_pawsx(path: str | Path, langs: list[str], *, train_file: str = "auto", validation_fraction: float = 0.2,
-               seed: int = 0) -> list[Marketplace]:
+               seed: int = 0, pairs: str = "disjoint") -> list[Marketplace]:
     """PAWS-X marketplaces in the order of ``langs`` (codes among LANGUAGES, checked by the caller)."""
     root = require_dir(Path(path), "PAWS-X release (x-final)")
     raw = {}
@@ -89,5 +70,5 @@ def load_pawsx(path: str | Path, langs: list[str], *, train_file: str = "auto", 
         folder = require_dir(root / lang, f"PAWS-X language {lang!r}")
         train = read_pawsx_file(resolve_train_file(folder, train_file), f"PAWS-X {lang} train")
         test = read_pawsx_file(folder / TEST_FILE, f"PAWS-X {lang} test")
-        raw[lang] = (train, test)
-    return parallel_marketplaces(raw, validation_fraction=validation_fraction, seed=seed, source="PAWS-X")
+        raw[lang] = {"train": train, "test": test}
+    return parallel_marketplaces(raw, pairs=pairs, validation_fraction=validation_fraction, seed=seed, source="PAWS-X")

@@ -14,7 +14,7 @@ import pandas as pd
 from frkit.data.marketplace import COLUMNS, SPLITS, Marketplace
 from frkit.errors import FrkitInputError
 
-SOURCES = ("pawsx", "esci", "table", "hub")
+SOURCES = ("pawsx", "stsb", "esci", "table", "hub")
 
 # Relevance labels: E(xact) and S(ubstitute) are relevant, C(omplement) and I(rrelevant) are not
 # (the convention of both papers). Full names cover mirrors such as tasksource/esci.
@@ -173,12 +173,14 @@ def check_marketplace(m: Marketplace) -> None:
                 f"marketplace {m.name!r}: {len(leaked)} pair id(s) of {split} are also in test, e.g. {leaked[0]!r}; "
                 "train/validation and test must not share pairs"
             )
-    classes = sorted(set(m.test["label"]))
-    if len(classes) < 2:
-        raise FrkitInputError(
-            f"marketplace {m.name!r}: test set has a single class {classes} ({len(m.test)} rows); "
-            "ROC-AUC needs both labels 0 and 1 in test"
-        )
+    for split, why in (("test", "ROC-AUC needs both labels 0 and 1 in test"),
+                       ("validation", "early stopping reads validation ROC-AUC, which needs both labels"),
+                       ("train", "a classifier cannot learn from one label")):
+        classes = sorted(set(m.split(split)["label"]))
+        if len(classes) < 2:
+            raise FrkitInputError(
+                f"marketplace {m.name!r}: {split} set has a single class {classes} ({len(m.split(split))} rows); {why}"
+            )
 
 
 def check_marketplaces(marketplaces: Sequence[Marketplace]) -> list[Marketplace]:
