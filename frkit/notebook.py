@@ -1,4 +1,16 @@
-"""Run notebooks headless (papermill) and render them as self-contained HTML reports (nbconvert)."""
+"""Notebooks: their parameters, headless execution (papermill) and self-contained HTML reports (nbconvert).
+
+A notebook's ``parameters`` cell names a params file and, where the notebook needs them, a few keys of its own::
+
+    params_file = "params/demo.yaml"   # relative paths: from the project root (frkit/paths.py)
+    method = "fr_lora"
+
+The run configuration is that file's keys, then every configuration key set in the notebook (its parameters
+cell and papermill's injected cell), validated together. So ``papermill nb.ipynb out.ipynb -p beta 1e-4`` changes
+one key of the demo, and ``-p params_file params/stsb.yaml`` picks another file; the report's injected cell then
+shows just what this run was given. (papermill's ``-f FILE`` injects FILE's keys one by one, on top of the
+notebook's ``params_file``; ``frkit notebook NB -f FILE`` injects ``params_file = FILE`` instead.)
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,13 +18,34 @@ from typing import Any
 
 import yaml
 
-from frkit.config import BaseRunConfig, config_class, make_config
+from frkit.config import BaseRunConfig, config_class, make_config, read_params
+from frkit.errors import FrkitInputError
+from frkit.paths import project_root, resolve
+
+PARAMS_FILE = "params_file"
 
 
-def config_from_namespace(namespace: dict[str, Any], source: str = "notebook parameters") -> BaseRunConfig:
-    """Build the run config from a notebook's globals (its ``parameters`` cell plus papermill's injected cell)."""
+class NotebookCellTimeout(RuntimeError):
+    """A cell ran past ``execution_timeout``: names the notebook and the cell."""
+
+
+def notebook_values(namespace: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """(values, source): the params file's keys, then the configuration keys set in the notebook."""
     keys = config_class().model_fields
-    return make_config({k: namespace[k] for k in keys if k in namespace}, source=source)
+    values, source = {}, "notebook parameters"
+    params_file = namespace.get(PARAMS_FILE)
+    if params_file:
+        path = resolve(params_file)
+        values = read_params(path)
+        source = f"{path} + notebook parameters"
+    values.update({k: namespace[k] for k in keys if k in namespace})
+    return values, source
+
+
+def config_from_namespace(namespace: dict[str, Any]) -> BaseRunConfig:
+    """The run configuration of a notebook's globals (``params_file`` + its parameters cell + papermill's cell)."""
+    values, source = notebook_values(namespace)
+    return make_config(values, source=source)
 
 
 def render_html(notebook: Path, html: Path) -> Path:
@@ -23,23 +56,57 @@ def render_html(notebook: Path, html: Path) -> Path:
     return html
 
 
-def run_notebook(notebook: str | Path, params_file: str | Path | None = None, out_dir: str | Path | None = None,
-                 kernel: str = "python3", **parameters: Any) -> tuple[Path, Path]:
-    """Execute ``notebook`` with papermill on a params file (+ overrides) and write ``.ipynb`` and ``.html``.
+def _portable(path: str | Path) -> str:
+    """A params file as the notebook should see it: relative to the project root when inside it."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(project_root()))
+    except ValueError:
+        return str(path)
 
-    Output goes to ``out_dir`` (default: ``<output_dir>/<run_name>/reports/``). The parameters are
-    validated first, so a bad key fails before the notebook starts.
+
+def run_notebook(notebook: str | Path, params_file: str | Path | None = None, out_dir: str | Path | None = None,
+                 kernel: str = "python3", execution_timeout: float | None = None, **parameters: Any) -> tuple[Path, Path]:
+    """Execute ``notebook`` with papermill and write ``.ipynb`` and ``.html``; returns both paths.
+
+    The kernel runs in the notebook's own folder, as in JupyterLab. ``params_file`` (a path from the working
+    folder, as typed on a command line) and ``parameters`` are injected; ``params_file=None`` injects
+    ``params_file = None``, so only ``parameters`` and the configuration defaults count. Everything is
+    validated before the kernel starts. Output goes to ``out_dir`` (default ``<output_dir>/<run_name>/reports/``).
+    ``execution_timeout``: seconds a cell may run (None: no limit); a cell past it raises
+    :class:`NotebookCellTimeout` naming the cell.
     """
     import papermill as pm
+    from nbclient.exceptions import CellTimeoutError
 
-    notebook = Path(notebook)
-    values = yaml.safe_load(Path(params_file).read_text()) if params_file else {}
-    values.update(parameters)
+    notebook = Path(notebook).resolve()
+    if not notebook.is_file():
+        raise FrkitInputError(f"notebook {notebook} does not exist")
+    injected = {PARAMS_FILE: _portable(params_file) if params_file else None, **parameters}
+    values = {**(read_params(Path(params_file)) if params_file else {}), **parameters}
     cfg = make_config(values, source=str(params_file or "parameters"))
     out_dir = Path(out_dir) if out_dir else cfg.run_dir / "reports"
     out_dir.mkdir(parents=True, exist_ok=True)
     out_nb = out_dir / notebook.name
-    # generous kernel start-up: on a loaded 2-core machine the default 60 s was seen to run out once
-    pm.execute_notebook(str(notebook), str(out_nb), parameters=values, kernel_name=kernel, cwd=str(Path.cwd()),
-                        start_timeout=300)
+    try:
+        # generous kernel start-up: on a loaded 2-core machine the default 60 s was seen to run out once
+        pm.execute_notebook(str(notebook), str(out_nb), parameters=injected, kernel_name=kernel,
+                            cwd=str(notebook.parent), start_timeout=300, execution_timeout=execution_timeout,
+                            progress_bar=False)
+    except CellTimeoutError as err:
+        raise NotebookCellTimeout(f"{notebook.name}: a cell ran past {execution_timeout} s; "
+                                  f"partial notebook in {out_nb}\n{err}") from None
     return out_nb, render_html(out_nb, out_nb.with_suffix(".html"))
+
+
+def parameters_source(params_file: str, **keys: Any) -> str:
+    """The committed ``parameters`` cell: a params file and the notebook's own keys."""
+    lines = ["# Parameters: a params file (relative paths: from the project root) and this notebook's own keys.",
+             "# papermill -p key value / -p params_file params/x.yaml override them.",
+             f"{PARAMS_FILE} = {params_file!r}"]
+    lines += [f"{k} = {v!r}" for k, v in keys.items()]
+    return "\n".join(lines)
+
+
+def dump_params(values: dict) -> str:
+    return yaml.safe_dump(values, sort_keys=False)

@@ -24,7 +24,7 @@ def pack_bundle(params_path: str | Path, out_path: str | Path, overrides: dict |
     from frkit.runner import load_configured_marketplaces
 
     cfg = load_params(params_path, **(overrides or {}))
-    data_path = Path(cfg.data_path) if cfg.data_path else None
+    data_path = cfg.data_dir
     if data_path is None or not data_path.is_dir():
         raise FrkitInputError(f"{params_path}: key 'data_path' ({cfg.data_path!r}) must be a data folder to pack; "
                               "for `tables:` copy the files yourself")

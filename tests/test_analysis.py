@@ -1,4 +1,4 @@
-"""Analysis functions against hand-computed cases, and notebooks 03 / 05 executed headless."""
+"""Report functions (frkit.reports) against hand-computed cases, and notebooks 03 / 05 executed headless."""
 from pathlib import Path
 
 import nbformat
@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from frkit.analysis import auc_with_and_without_projection, load_method, projection_table, split_key, topk_overlap
+from conftest import run_notebook_bounded
 from frkit.config import make_config
-from frkit.fisher_viz import downsample
-from frkit.notebook import run_notebook
+from frkit.reports.fisher import downsample, split_key, topk_overlap
+from frkit.reports.projection import auc_with_and_without_projection, projection_table
+from frkit.reports.reload import load_method
 from frkit.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def test_reloaded_method_reproduces_the_final_row_and_projection_arms(fr_run):
 @pytest.mark.parametrize("name", ["03_fisher_inspection.ipynb", "05_projection_analysis.ipynb"])
 def test_analysis_notebooks_run_headless(name, tiny_params, tmp_path):
     params = tiny_params(method="fr_lora", run_name="nb_fr", epochs=1)
-    out_nb, html = run_notebook(ROOT / "notebooks" / name, None, tmp_path / "reports", **params)
+    out_nb, html = run_notebook_bounded(ROOT / "notebooks" / name, None, tmp_path / "reports", **params)
     nb = nbformat.read(out_nb, as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors

@@ -129,11 +129,11 @@ def test_attention_notebook_runs_headless(tiny_params, tmp_path):
 
     import nbformat
 
-    from frkit.notebook import run_notebook
+    from conftest import run_notebook_bounded
 
     root = Path(__file__).resolve().parents[1]
     params = tiny_params(method="attention_distillation", run_name="nb_ad", epochs=1)
-    out_nb, html = run_notebook(root / "notebooks" / "04_attention_scores.ipynb", None, tmp_path / "r", **params)
+    out_nb, html = run_notebook_bounded(root / "notebooks" / "04_attention_scores.ipynb", None, tmp_path / "r", **params)
     nb = nbformat.read(out_nb, as_version=4)
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert "updatemenus" in html.read_text()

@@ -4,7 +4,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from frkit.notebook import run_notebook
+from conftest import run_notebook_bounded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("name", ["01_data_prep.ipynb", "02_train.ipynb"])
 def test_notebook_runs_headless_and_renders(name, tiny_params, tmp_path):
     params = tiny_params(method="lora", run_name="nb", epochs=1)
-    out_nb, html = run_notebook(ROOT / "notebooks" / name, None, tmp_path / "reports", **params)
+    out_nb, html = run_notebook_bounded(ROOT / "notebooks" / name, None, tmp_path / "reports", **params)
     nb = nbformat.read(out_nb, as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors

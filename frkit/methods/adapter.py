@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+import torch
 from safetensors.torch import load_file, save_file
 
 from frkit.methods import register
@@ -38,6 +40,28 @@ class AdapterMethodBase(Method):
             p.requires_grad_(True)
         lr = self.cfg.language_adapter_lr or self.cfg.adapter_lr
         return self.train(self.model, params, marketplace, name, lr, step)
+
+    @torch.no_grad()
+    def fusion_scores(self, table: pd.DataFrame, setup: dict | None = None):
+        """({layer: fusion scores [rows, seq, n_adapters]}, attention mask, input ids) on ``table``'s rows, for the
+        model as scored after the last step, or for ``setup`` (``{"fusion": ...}`` / ``{"adapters": [...]}``)."""
+        model, _ = self.model_for(self.learned[-1])
+        batch = self.ctx.tokenizer(table["text_a"].tolist(), table["text_b"].tolist(), truncation=True,
+                                   max_length=self.cfg.max_length, padding=True, return_tensors="pt")
+        batch = {k: v.to(self.ctx.device) for k, v in batch.items()}
+        stack = self.stack
+        if setup is None:
+            setup = {"fusion": stack.active[1]} if stack.active[1] else {"adapters": list(stack.active[0])}
+        with stack.teacher(**setup):  # eval mode, no grad, capturing
+            model.encoder(**batch)
+            scores = {k: v.float().cpu() for k, v in stack.attention_scores().items()}
+        return scores, batch["attention_mask"].cpu(), batch["input_ids"].cpu()
+
+    def mean_attention_per_layer(self, table: pd.DataFrame) -> torch.Tensor:
+        """[layers, n_adapters]: fusion attention averaged over the real tokens of ``table``'s rows."""
+        scores, mask, _ = self.fusion_scores(table)
+        m = mask.unsqueeze(-1).float()
+        return torch.stack([(scores[layer] * m).sum((0, 1)) / m.sum() for layer in sorted(scores)])
 
     def save(self, folder: Path):
         super().save(folder)

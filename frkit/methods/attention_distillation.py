@@ -12,9 +12,11 @@ step t:  1. adapter t + head t on D_t, older adapters and base frozen (Eq. 6)
 Scoring after step k: every marketplace t with M_k (fusion k over adapters 1..k) and its own head t, which
 was trained with its adapter in step 1 and stays frozen while fusions train (Eq. 7: only Psi_t is trained).
 
-Translation: ``translator: parallel`` looks the same pair id up in the older marketplace's own tables: for a
-parallel corpus such as PAWS-X this is the human translation, the shortcut for an MT system; it reads older
-marketplaces' rows only to fetch those translations. ``translator: marian`` runs Opus-MT (needs the Hub or local
+Translation: ``translator: parallel`` looks the same pair id up in the older language's side of the parallel
+corpus (``Marketplace.parallel_corpus``): for PAWS-X and STS-B this is the human / release translation of D_t's
+own pairs, the shortcut for an MT system. With ``parallel_pairs: disjoint`` those pairs are in no older
+marketplace's training share, so this is translation of new data, as the paper has it; with ``shared`` they
+are also the older marketplaces' own (unlabelled here) training pairs, a mild form of replay. ``translator: marian`` runs Opus-MT (needs the Hub or local
 models and sentencepiece) and caches translations on disk.
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ from frkit.core.distill import attention_distillation_loss
 from frkit.data.mixed import TaggedBatches
 from frkit.data.translate import CachedTranslator, MarianTranslator, ParallelCorpusTranslator, translate_fraction
 from frkit.methods import register
+from frkit.paths import resolve
 from frkit.methods.adapter import AdapterMethodBase
 from frkit.methods.base import fit_log
 from frkit.train import TrainSettings, cross_entropy_loss, fit
@@ -49,10 +52,11 @@ class AttentionDistillation(AdapterMethodBase):
         return {"fusion": self.fusion_name(step - 1)}
 
     def translator(self, seen):
-        if self.cfg.translator == "parallel":
-            tables = {m.language: pd.concat([m.train, m.validation], ignore_index=True) for m in seen[:-1]}
+        if self.cfg.translator == "parallel":  # the corpus's own translation of D_t's pairs into each older language
+            tables = {m.language: m.parallel_corpus if m.parallel_corpus is not None
+                      else pd.concat([m.train, m.validation], ignore_index=True) for m in seen[:-1]}
             return ParallelCorpusTranslator(tables)
-        cache = self.cfg.translation_cache or str(Path(self.cfg.output_dir) / "translation_cache")
+        cache = resolve(self.cfg.translation_cache or Path(self.cfg.output_dir) / "translation_cache")
         return CachedTranslator(MarianTranslator(), cache)
 
     def learn(self, step, marketplace, seen):
@@ -132,6 +136,4 @@ class AttentionDistillation(AdapterMethodBase):
         """Mean fusion attention per layer and adapter on each seen marketplace's validation rows."""
         if len(self.learned) < 2:
             return {}
-        from frkit.attention_viz import mean_attention_per_layer
-
-        return {"fusion_attention": {m: mean_attention_per_layer(self, t) for m, t in self.probe_tables.items()}}
+        return {"fusion_attention": {m: self.mean_attention_per_layer(t) for m, t in self.probe_tables.items()}}

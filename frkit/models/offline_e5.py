@@ -62,7 +62,14 @@ def resolve_model_source(name_or_path: str | os.PathLike) -> str | Path:
     """
     if str(name_or_path) == OFFLINE_E5:
         return ensure_offline_e5()
-    return name_or_path
+    if str(name_or_path).startswith("offline:"):
+        from frkit.errors import FrkitInputError
+
+        raise FrkitInputError(f"key 'model_name_or_path': unknown offline model {str(name_or_path)!r}; "
+                              f"expected {OFFLINE_E5!r}, a Hub id or a local model folder")
+    from frkit.paths import resolve_model
+
+    return resolve_model(str(name_or_path))
 
 
 def default_cache_dir() -> Path:

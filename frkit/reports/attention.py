@@ -1,4 +1,4 @@
-"""Fusion attention of Attention Distillation runs: extraction (no training) and plotly figures (notebook 04)."""
+"""Fusion attention of Attention Distillation runs: KL per layer, figures and explorer of notebook 04 (no training)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,30 +8,7 @@ import plotly.graph_objects as go
 import torch
 
 from frkit.core.distill import attention_kl, old_adapter_scores
-
-
-@torch.no_grad()
-def fusion_scores(method, table: pd.DataFrame, setup: dict | None = None):
-    """({layer: scores [rows, seq, n_adapters]}, attention_mask, input ids) of the model as scored after the
-    last step (fusion over all adapters), or of ``setup`` (``{"fusion": ...}`` / ``{"adapters": [...]}``)."""
-    model, _ = method.model_for(method.learned[-1])
-    batch = method.ctx.tokenizer(table["text_a"].tolist(), table["text_b"].tolist(), truncation=True,
-                                 max_length=method.cfg.max_length, padding=True, return_tensors="pt")
-    batch = {k: v.to(method.ctx.device) for k, v in batch.items()}
-    stack = method.stack
-    if setup is None:
-        setup = {"fusion": stack.active[1]} if stack.active[1] else {"adapters": list(stack.active[0])}
-    with stack.teacher(**setup):  # eval mode, no grad, capturing
-        model.encoder(**batch)
-        scores = {k: v.float().cpu() for k, v in stack.attention_scores().items()}
-    return scores, batch["attention_mask"].cpu(), batch["input_ids"].cpu()
-
-
-def mean_attention_per_layer(method, table: pd.DataFrame) -> torch.Tensor:
-    """[layers, n_adapters]: attention averaged over the real tokens of ``table``'s rows."""
-    scores, mask, _ = fusion_scores(method, table)
-    m = mask.unsqueeze(-1).float()
-    return torch.stack([(scores[l] * m).sum((0, 1)) / m.sum() for l in sorted(scores)])
+from frkit.reports.display import show
 
 
 def teacher_student_kl(method, table: pd.DataFrame) -> pd.DataFrame:
@@ -40,8 +17,8 @@ def teacher_student_kl(method, table: pd.DataFrame) -> pd.DataFrame:
     k = len(method.learned) - 1
     if k < 1:
         raise ValueError("distillation starts at the second marketplace")
-    student, mask, _ = fusion_scores(method, table, {"fusion": method.fusion_name(k)})
-    teacher, _, _ = fusion_scores(method, table, method.teacher_setup(k))
+    student, mask, _ = method.fusion_scores(table, {"fusion": method.fusion_name(k)})
+    teacher, _, _ = method.fusion_scores(table, method.teacher_setup(k))
     rows = []
     for layer in sorted(student):
         omega = old_adapter_scores(student[layer], teacher[layer].shape[-1], method.cfg.distill_renormalise)
@@ -69,7 +46,7 @@ def attention_by_marketplace_figure(artifact: dict[str, torch.Tensor], adapters:
 
 def token_attention_figure(method, table: pd.DataFrame, row: int = 0) -> go.Figure:
     """Per-token attention over adapters for one example; a dropdown picks the layer."""
-    scores, mask, ids = fusion_scores(method, table.iloc[[row]])
+    scores, mask, ids = method.fusion_scores(table.iloc[[row]])
     n = int(mask[0].sum())
     tokens = method.ctx.tokenizer.convert_ids_to_tokens(ids[0, :n].tolist())
     tokens = [f"{i}:{t}" for i, t in enumerate(tokens)]
@@ -102,7 +79,7 @@ def attention_explorer(method, marketplaces):
 
     def draw(*_):
         table = by_name[market.value].test.head(50)
-        scores, mask, ids = fusion_scores(method, table.iloc[[example.value]])
+        scores, mask, ids = method.fusion_scores(table.iloc[[example.value]])
         n = int(mask[0].sum())
         tokens = method.ctx.tokenizer.convert_ids_to_tokens(ids[0, :n].tolist())
         fig = px.imshow(scores[layer.value][0, :n].T.numpy(), x=[f"{i}:{t}" for i, t in enumerate(tokens)],
@@ -110,7 +87,7 @@ def attention_explorer(method, marketplaces):
                         title=f"{market.value} example {example.value}, layer {layer.value}")
         with out:
             out.clear_output(wait=True)
-            fig.show()
+            show(fig)
 
     for w in (market, example, layer):
         w.observe(draw, names="value")

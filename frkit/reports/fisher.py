@@ -1,5 +1,9 @@
-"""Figures for the Fisher inspection and projection notebooks (03, 05)."""
+"""The diagonal Fisher of Eq. 3 as Stage I saved it (ewc / fr_lora / fr_dora runs): loading, top-k overlaps,
+Eq. 4's weight map, and the figures and explorer of notebook 03. Nothing trains here."""
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -7,8 +11,63 @@ import plotly.express as px
 import plotly.graph_objects as go
 import torch
 
-from frkit.analysis import fr_weight, split_key
+from frkit.artifacts import RunFolder
+from frkit.errors import FrkitInputError
+from frkit.reports.display import show
 
+LAYER = re.compile(r"layer\.(\d+)\.attention\.self\.(query|key|value)\.weight$")
+
+
+def fisher_by_marketplace(run_dir: str | Path) -> dict[str, dict[str, torch.Tensor]]:
+    """Stage-I Fisher of query/key/value for every finished marketplace (saved by ewc / fr_lora / fr_dora)."""
+    folder = RunFolder(run_dir)
+    out = {}
+    for s in folder.progress()["steps"]:
+        try:
+            out[s["marketplace"]] = folder.load_artifact(s["step"], s["marketplace"], "fisher_qkv")
+        except FileNotFoundError:
+            raise FrkitInputError(f"{run_dir}: no Fisher saved for {s['marketplace']} (method must be ewc, fr_lora or fr_dora)") from None
+    return out
+
+
+def split_key(key: str) -> tuple[int, str]:
+    """``...layer.3.attention.self.key.weight`` -> (3, "key")."""
+    m = LAYER.search(key)
+    if m is None:
+        raise KeyError(f"not a query/key/value weight name: {key}")
+    return int(m.group(1)), m.group(2)
+
+
+def topk_mask(values: torch.Tensor, k_percent: float) -> torch.Tensor:
+    """Boolean mask of the top ``k_percent`` % entries (at least one)."""
+    flat = values.flatten()
+    k = max(1, int(round(flat.numel() * k_percent / 100)))
+    mask = torch.zeros_like(flat, dtype=torch.bool)
+    mask[torch.topk(flat, k).indices] = True
+    return mask
+
+
+def topk_overlap(fisher_a: dict[str, torch.Tensor], fisher_b: dict[str, torch.Tensor], k_percent: float = 1.0) -> float:
+    """Jaccard index |A ∩ B| / |A ∪ B| of the top-k% most important weights (largest Fisher) of two
+    marketplaces, taken over all shared query/key/value entries together."""
+    keys = sorted(set(fisher_a) & set(fisher_b))
+    a = topk_mask(torch.cat([fisher_a[k].flatten() for k in keys]), k_percent)
+    b = topk_mask(torch.cat([fisher_b[k].flatten() for k in keys]), k_percent)
+    return float((a & b).sum() / (a | b).sum())
+
+
+def overlap_matrix(fishers: dict[str, dict[str, torch.Tensor]], k_percent: float = 1.0) -> pd.DataFrame:
+    names = list(fishers)
+    return pd.DataFrame([[topk_overlap(fishers[a], fishers[b], k_percent) for b in names] for a in names],
+                        index=names, columns=names)
+
+
+def fr_weight(fisher: torch.Tensor, eps: float) -> torch.Tensor:
+    """Eq. 4's per-weight penalty factor 1 / (F + eps): large where the marketplace did not need the weight."""
+    return 1.0 / (fisher + eps)
+
+
+# -- figures -------------------------------------------------------------------------------------
 MAX_CELLS = 64  # heatmaps are block-averaged to at most 64 x 64 so the static report stays small
 
 
@@ -92,7 +151,7 @@ def fisher_explorer(fishers: dict, eps: float):
                         title=f"log10 {view.value}: {market.value} · layer {layer.value} · {matrix.value}")
         with out:
             out.clear_output(wait=True)
-            fig.show()
+            show(fig)
 
     for w in (market, layer, matrix, view):
         w.observe(draw, names="value")
@@ -100,24 +159,3 @@ def fisher_explorer(fishers: dict, eps: float):
     box = widgets.VBox([widgets.HBox([market, layer, matrix]), view, out])
     display(box)
     return box
-
-
-# -- projection ---------------------------------------------------------------------------------
-def residual_figure(table: pd.DataFrame) -> go.Figure:
-    long = table.melt(id_vars=["marketplace", "layer", "matrix"], value_vars=["residual_B", "residual_A"],
-                      var_name="factor", value_name="relative residual")
-    return px.line(long, x="layer", y="relative residual", color="marketplace", line_dash="factor", facet_col="matrix",
-                   markers=True, title="Eq. 5: ||P_B - B|| / ||B|| of earlier LoRAs against the last one")
-
-
-def angle_figure(table: pd.DataFrame) -> go.Figure:
-    long = table.melt(id_vars=["marketplace", "layer", "matrix"], value_vars=["mean_angle_B_deg", "mean_angle_A_deg"],
-                      var_name="subspace", value_name="mean principal angle (deg)")
-    return px.line(long, x="layer", y="mean principal angle (deg)", color="marketplace", line_dash="subspace",
-                   facet_col="matrix", markers=True, title="Principal angles between earlier and last LoRA subspaces")
-
-
-def projection_auc_figure(aucs: pd.DataFrame) -> go.Figure:
-    long = aucs.reset_index(names="marketplace").melt(id_vars="marketplace", var_name="arm", value_name="ROC-AUC")
-    return px.bar(long, x="marketplace", y="ROC-AUC", color="arm", barmode="group",
-                  title="Final ROC-AUC with and without projection (Eq. 5)")

@@ -1,4 +1,4 @@
-"""Plotly figures over marketplaces and run folders (no training here, only reading and drawing)."""
+"""Figures of one run and its data: notebooks 01 (data preparation) and 02 (a trained sequence). Only reading and drawing."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,22 +8,7 @@ import plotly.graph_objects as go
 
 from frkit.artifacts import RunRecord
 from frkit.data.marketplace import SPLITS, Marketplace
-
-_PLOTLY_JS_SENT = False
-
-
-def show(fig: go.Figure) -> None:
-    """Display a figure so that it also works offline in the static HTML report.
-
-    plotly.js is embedded once per kernel (the first figure), the later figures reuse it: the report
-    stays self-contained without a CDN, and JupyterLab shows the same interactive figures.
-    """
-    global _PLOTLY_JS_SENT
-    from IPython.display import HTML, display
-
-    display(HTML(fig.to_html(include_plotlyjs=not _PLOTLY_JS_SENT, full_html=False)))
-    _PLOTLY_JS_SENT = True
-
+from frkit.reports.display import show  # noqa: F401  (notebooks call runs.show)
 
 # -- data preparation (notebook 01) ------------------------------------------------------------
 def split_sizes(marketplaces: list[Marketplace]) -> go.Figure:
@@ -96,3 +81,60 @@ def auc_trajectories(record: RunRecord) -> go.Figure:
     fig.update_layout(title="ROC-AUC of each marketplace across the sequence", xaxis_title="after learning",
                       yaxis_title="ROC-AUC")
     return fig
+
+
+def diagonal_vs_final(record: RunRecord) -> go.Figure:
+    """Each marketplace's ROC-AUC just after it was learned (R[t, t]) against after the last one (R[T, t]):
+    the gap is what the sequence forgot of it (FR-LoRA section 5.6.3 takes the best R[k, t] instead of R[t, t])."""
+    frame = record.auc_matrix()
+    names = list(frame.columns)
+    learned = [frame.iloc[t, t] for t in range(len(names))]
+    final = list(frame.iloc[-1])
+    fig = go.Figure([go.Bar(name="just after learning it", x=names, y=learned, text=[f"{v:.3f}" for v in learned]),
+                     go.Bar(name="after the last marketplace", x=names, y=final, text=[f"{v:.3f}" for v in final])])
+    low = np.nanmin(learned + final)
+    fig.update_layout(barmode="group", title="Learned vs final ROC-AUC per marketplace (the drop is forgetting)",
+                      yaxis_title="ROC-AUC", yaxis_range=[max(0.0, low - 0.1), 1.0])
+    return fig
+
+
+def _fit_logs(step_log: dict, prefix: str = ""):
+    """(label, fit log) pairs of one marketplace's log: the log itself and its stages (stage1/2, adapter, fusion)."""
+    nested = [(k, v) for k, v in step_log.items() if isinstance(v, dict) and ("history" in v or "curve" in v)]
+    if nested:
+        for key, sub in nested:
+            yield from _fit_logs(sub, f"{prefix}{key} ")
+    elif "history" in step_log:
+        yield prefix.strip(), step_log
+
+
+def learning_curves(record: RunRecord) -> go.Figure:
+    """Train loss and validation ROC-AUC over optimiser steps, per marketplace and stage: every
+    ``eval_every_steps`` where the run logged a curve, else once per epoch."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("train loss", "validation ROC-AUC"))
+    for s in record.progress["steps"]:
+        for stage, log in _fit_logs(s):
+            points = log.get("curve") or log.get("history") or []
+            if not points:
+                continue
+            label = f"{s['marketplace']} {stage}".strip()
+            x = [p.get("step", p.get("epoch")) for p in points]
+            fig.add_trace(go.Scatter(x=x, y=[p["train_loss"] for p in points], mode="lines+markers", name=label,
+                                     legendgroup=label), row=1, col=1)
+            fig.add_trace(go.Scatter(x=x, y=[p["val_auc"] for p in points], mode="lines+markers", name=label,
+                                     legendgroup=label, showlegend=False), row=1, col=2)
+    fig.update_xaxes(title_text="optimiser step (per marketplace)")
+    fig.update_layout(title="Learning curves", height=420)
+    return fig
+
+
+def timing(record: RunRecord) -> pd.DataFrame:
+    """Seconds spent learning and evaluating each marketplace, and the run's total."""
+    rows = [{"marketplace": s["marketplace"], "learn s": round(s.get("learn_seconds", float("nan")), 1),
+             "evaluate s": round(s.get("eval_seconds", float("nan")), 1), "trainable params": s["trainable_params"]}
+            for s in record.progress["steps"]]
+    frame = pd.DataFrame(rows).set_index("marketplace")
+    frame.loc["total"] = [round(frame["learn s"].sum(), 1), round(frame["evaluate s"].sum(), 1), None]
+    return frame

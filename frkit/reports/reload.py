@@ -1,0 +1,29 @@
+"""Reload a finished (or partial) run's method from its latest checkpoint, for analysis: nothing trains here."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from frkit.artifacts import RunFolder, load_run
+from frkit.config import make_config
+from frkit.errors import FrkitInputError
+
+
+def load_method(run_dir: str | Path):
+    """(cfg, method, marketplaces) with the method restored from the run's latest checkpoint."""
+    from frkit.methods import METHODS
+    from frkit.methods.base import MethodContext
+    from frkit.models.encoder import load_tokenizer
+    from frkit.models.source import prepare_model_source
+    from frkit.runner import load_configured_marketplaces
+
+    record = load_run(run_dir)
+    cfg = make_config(record.params, source=str(Path(run_dir) / "params.yaml"))
+    marketplaces = load_configured_marketplaces(cfg)
+    source = prepare_model_source(cfg, marketplaces)
+    ctx = MethodContext(cfg, source, load_tokenizer(source), show_progress=False)
+    method = METHODS[cfg.method](cfg, ctx)
+    checkpoint = RunFolder(run_dir).latest_checkpoint()
+    if checkpoint is None:
+        raise FrkitInputError(f"{run_dir} has no finished marketplace to load")
+    method.load(checkpoint)
+    return cfg, method, marketplaces
