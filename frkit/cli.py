@@ -9,6 +9,7 @@ import sys
 import yaml
 
 from frkit.errors import FrkitInputError
+from frkit.notebook import NotebookCellTimeout
 
 
 def _overrides(pairs: list[list[str]] | None) -> dict:
@@ -28,11 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     p_nb.add_argument("-f", "--params", help="params/*.yaml")
     p_nb.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
     p_nb.add_argument("-o", "--out-dir", help="default: <output_dir>/<run_name>/reports")
-    p_sw = sub.add_parser("sweep", help="run methods/variants x seeds from a sweep file and summarise them")
+    p_nb.add_argument("--cell-timeout", type=float, help="seconds a cell may run before the notebook fails naming it "
+                                                         "(default: no limit)")
+    p_sw = sub.add_parser("sweep", help="run methods/variants x seeds x orders from a sweep file and summarise them")
     p_sw.add_argument("sweep", help="params/sweeps/*.yaml")
     p_sw.add_argument("--only", nargs="+", help="run only these labels")
     p_sw.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a key in every run")
-    p_sw.add_argument("--summary-only", action="store_true", help="summarise finished runs, train nothing")
+    p_sw.add_argument("--summary-only", action="store_true",
+                      help="rebuild summary.md / summary.csv from the sweep's results folder, train nothing")
     p_sw.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process (default 1)")
     p_pack = sub.add_parser("pack", help="pack the (trimmed) encoder and the data of a params file into one .tar.xz")
     p_pack.add_argument("params", help="params/*.yaml")
@@ -60,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "notebook":
             from frkit.notebook import run_notebook
 
-            out_nb, html = run_notebook(args.notebook, args.params, args.out_dir, **_overrides(args.param))
+            out_nb, html = run_notebook(args.notebook, args.params, args.out_dir, execution_timeout=args.cell_timeout,
+                                        **_overrides(args.param))
             print(f"executed: {out_nb}\nreport: {html}")
         elif args.command == "sweep":
             from frkit.sweep import load_sweep, run_sweep, summarize_sweep
@@ -89,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except FrkitInputError as err:
         print(f"frkit: {err}", file=sys.stderr)
         return 2
+    except NotebookCellTimeout as err:
+        print(f"frkit: {err}", file=sys.stderr)
+        return 3
     return 0
 
 

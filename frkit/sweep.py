@@ -1,113 +1,242 @@
-"""Sweeps: several methods / variants x seeds on one base params file, summarised like the papers' tables.
+"""Sweeps: methods / variants x seeds x marketplace orders on one base params file, summarised like the papers' tables.
 
 A sweep file (``params/sweeps/*.yaml``)::
 
-    base: params/pawsx.yaml        # a params file (relative to the repo root or to the sweep file)
-    name: fr_lora_table            # run folders go to <output_dir>/<name>/<label>/seed<k>
+    base: ../stsb.yaml               # a params file (relative to the sweep file or the project root)
+    name: cpu_stsb                   # run folders: <output_dir>/<name>/<label>/<order>/seed<k>
     seeds: [0, 1, 2]
-    baseline: independent          # the "1x" row
+    orders: [[en, es, ja]]           # marketplace sequences (default: the base's), or {random: 4, seed: 0}
+    baseline: independent            # the "1x" row
+    results: results/cpu_stsb        # finished runs' small files are copied here (default results/<name>)
+    overrides: {epochs: 1}           # for every run
+    anchors: ...                     # free: a place for YAML anchors (&name) that runs refer to
     runs:
       independent: {method: independent}
-      fr_lora+lr_decay: {method: fr_lora, lr_decay: 0.5}
+      fr_lora+lr_decay: {method: fr_lora, lr_decay: 0.5, orders: [[en, es, ja], [ja, es, en]]}  # its own orders
 
-Every run is an ordinary resumable run folder, so a stopped sweep continues where it stopped.
-``jobs > 1`` trains several runs at once in separate processes: a small encoder leaves most of a GPU idle, and
-the runs are independent, so a sweep finishes several times sooner on one GPU (each run's log goes to its folder).
+Every (run, order, seed) is validated before anything trains. Runs go seed-major, then order, so a stopped
+sweep already holds a complete comparison for its first seed. A run whose results are already in the results
+folder is skipped, so a sweep spans sessions: commit the results folder as runs finish. ``jobs > 1`` trains
+several runs at once in separate processes (measure: on 2 CPU cores two one-thread runs beat one two-thread
+run by ~1.2x; a small encoder leaves most of a GPU idle). The summary (``summary.md``, ``summary.csv``) is
+built from the results folder alone, so ``--summary-only`` re-checks every figure from committed files.
 """
 from __future__ import annotations
 
-import json
+import itertools
 import logging
 import multiprocessing
 import os
+import shutil
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import yaml
 
-from frkit.config import load_params, make_config
+from frkit.config import BaseRunConfig, make_config, read_params
 from frkit.errors import FrkitInputError
+from frkit.paths import resolve
 
-SWEEP_KEYS = {"base", "name", "seeds", "baseline", "runs", "overrides"}
+SWEEP_KEYS = {"base", "name", "seeds", "orders", "baseline", "results", "overrides", "anchors", "runs"}
+RESULT_FILES = ("params.yaml", "environment.json", "metrics.json", "auc_matrix.csv", "progress.json")
 
 
-def load_sweep(path: str | Path, overrides: dict | None = None) -> dict:
+@dataclass(frozen=True)
+class RunKey:
+    label: str
+    order: tuple[str, ...]
+    seed: int
+
+    @property
+    def order_tag(self) -> str:
+        return "-".join(self.order)
+
+    def folder(self, root: Path) -> Path:
+        return root / self.label / self.order_tag / f"seed{self.seed}"
+
+    def __str__(self) -> str:
+        return f"{self.label} [{self.order_tag}] seed {self.seed}"
+
+
+@dataclass
+class Sweep:
+    path: Path
+    name: str
+    base: Path
+    seeds: list[int]
+    orders: list[tuple[str, ...]]
+    baseline: str
+    results_dir: Path
+    labels: list[str]
+    configs: dict[RunKey, BaseRunConfig] = field(default_factory=dict)
+
+    def keys(self, label: str | None = None) -> list[RunKey]:
+        return [k for k in self.configs if label is None or k.label == label]
+
+    def result_folder(self, key: RunKey) -> Path:
+        return key.folder(self.results_dir)
+
+
+def _orders(spec, marketplaces: list[str], where: str) -> list[tuple[str, ...]]:
+    """A list of sequences, or {random: n, seed: s}: n distinct seeded permutations of the base marketplaces."""
+    if spec is None:
+        return [tuple(marketplaces)]
+    if isinstance(spec, dict):
+        unknown = set(spec) - {"random", "seed"}
+        n = spec.get("random")
+        if unknown or not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise FrkitInputError(f"{where}: orders {spec!r}: expected a list of marketplace sequences or "
+                                  "{random: <n >= 1>, seed: <int>}")
+        total = int(np.prod(range(1, len(marketplaces) + 1)))
+        if n > total:
+            raise FrkitInputError(f"{where}: orders: {n} random orders asked for, but {len(marketplaces)} marketplaces "
+                                  f"have only {total}")
+        rng = np.random.default_rng(spec.get("seed", 0))
+        picked: list[tuple[str, ...]] = []
+        while len(picked) < n:
+            order = tuple(marketplaces[i] for i in rng.permutation(len(marketplaces)))
+            if order not in picked:
+                picked.append(order)
+        return picked
+    if not isinstance(spec, list) or not spec:
+        raise FrkitInputError(f"{where}: orders must be a non-empty list of marketplace sequences, got {spec!r}")
+    out = []
+    for entry in spec:
+        if not isinstance(entry, list) or not all(isinstance(m, str) for m in entry):
+            raise FrkitInputError(f"{where}: orders entry {entry!r} is not a list of marketplace names; "
+                                  f"known names: {marketplaces}")
+        unknown = [m for m in entry if m not in marketplaces]
+        repeated = sorted({m for m in entry if entry.count(m) > 1})
+        if unknown or repeated or len(entry) != len(marketplaces):
+            problem = (f"unknown marketplace(s) {unknown}" if unknown else f"repeated {repeated}" if repeated
+                       else f"{len(entry)} marketplaces, expected {len(marketplaces)}")
+            raise FrkitInputError(f"{where}: orders entry {entry!r}: {problem}; each order is a sequence of all the "
+                                  f"base's marketplaces {marketplaces}, each once")
+        out.append(tuple(entry))
+    if len(set(out)) < len(out):
+        raise FrkitInputError(f"{where}: orders {spec!r} lists an order twice")
+    return out
+
+
+def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
     """Read and validate a sweep file; ``overrides`` (e.g. from the command line) apply to every run."""
     path = Path(path)
     if not path.is_file():
         raise FrkitInputError(f"sweep file {path} does not exist")
-    spec = yaml.safe_load(path.read_text()) or {}
+    spec = read_params(path)
     unknown = set(spec) - SWEEP_KEYS
     if unknown:
         raise FrkitInputError(f"sweep file {path}: unknown key(s) {sorted(unknown)}; expected {sorted(SWEEP_KEYS)}")
     for key in ("base", "runs"):
         if key not in spec:
             raise FrkitInputError(f"sweep file {path}: missing key {key!r}")
-    base = Path(spec["base"])
-    if not base.is_file() and (path.parent / base).is_file():
-        base = path.parent / base
-    spec["base"] = base
-    spec.setdefault("name", path.stem)
-    spec.setdefault("seeds", [0])
-    spec.setdefault("baseline", "independent")
-    spec.setdefault("overrides", {})
-    base_params = yaml.safe_load(base.read_text()) if base.is_file() else None
-    if base_params is None:
-        raise FrkitInputError(f"sweep file {path}: base params file {base} does not exist")
-    # validate every run's parameters before any training starts
-    spec["configs"] = {}
-    for label, run_overrides in spec["runs"].items():
-        for seed in spec["seeds"]:
-            values = {**base_params, **spec["overrides"], **(run_overrides or {}), **(overrides or {}), "seed": seed,
-                      "run_name": f"{spec['name']}/{label}/seed{seed}"}
-            spec["configs"][(label, seed)] = make_config(values, source=f"{path} (run {label!r})")
-    return spec
+    base = path.parent / spec["base"]
+    if not base.is_file():
+        base = resolve(spec["base"])
+    if not base.is_file():
+        raise FrkitInputError(f"sweep file {path}: base params file {spec['base']} does not exist "
+                              f"(looked beside the sweep file and in the project root)")
+    base_params = read_params(base)
+    name = spec.get("name", path.stem)
+    seeds = spec.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise FrkitInputError(f"sweep file {path}: seeds must be a non-empty list of integers, got {seeds!r}")
+    if not isinstance(spec["runs"], dict) or not spec["runs"]:
+        raise FrkitInputError(f"sweep file {path}: runs must be a mapping of label: {{key: value}}")
+    base_cfg = make_config({**base_params, **spec.get("overrides", {})}, source=f"{path} (base + overrides)")
+    default_orders = _orders(spec.get("orders"), base_cfg.marketplaces, f"sweep file {path}")
+    sweep = Sweep(path=path, name=name, base=base, seeds=seeds, orders=default_orders,
+                  baseline=spec.get("baseline", "independent"), results_dir=resolve(spec.get("results", f"results/{name}")),
+                  labels=list(spec["runs"]))
+    for label, run_values in spec["runs"].items():
+        run_values = dict(run_values or {})
+        where = f"sweep file {path} (run {label!r})"
+        orders = _orders(run_values.pop("orders"), base_cfg.marketplaces, where) if "orders" in run_values else default_orders
+        for order, seed in itertools.product(orders, seeds):
+            key = RunKey(label, order, seed)
+            values = {**base_params, **spec.get("overrides", {}), **run_values, **(overrides or {}),
+                      "seed": seed, "marketplaces": list(order), "run_name": f"{name}/{label}/{key.order_tag}/seed{seed}"}
+            sweep.configs[key] = make_config(values, source=where)
+    return sweep
 
 
-def run_sweep(path: str | Path, only: list[str] | None = None, overrides: dict | None = None,
-              jobs: int = 1) -> pd.DataFrame:
-    """Train every (run, seed) of the sweep file not finished yet, then summarise; ``jobs`` runs at once."""
+def _is_finished(folder: Path) -> bool:
+    return (folder / "metrics.json").is_file()
+
+
+def export_run(run_dir: Path, target: Path) -> None:
+    """Copy a finished run's small files (never checkpoints or tensors) into the results folder, atomically."""
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in RESULT_FILES:
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, tmp / name)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+
+
+def run_sweep(path: str | Path, only: list[str] | None = None, overrides: dict | None = None, jobs: int = 1):
+    """Train every (run, order, seed) of the sweep file whose results are not there yet, then summarise."""
     from frkit.runner import run
 
     if jobs < 1:
         raise FrkitInputError(f"--jobs {jobs}: expected a whole number >= 1")
-    spec = load_sweep(path, overrides)
+    sweep = load_sweep(path, overrides)
     if only:
-        unknown = sorted(set(only) - set(spec["runs"]))
+        unknown = sorted(set(only) - set(sweep.labels))
         if unknown:
-            raise FrkitInputError(f"sweep file {path}: --only {unknown} not among its runs {sorted(spec['runs'])}")
-    # seed-major: every method's first seed finishes before any second seed starts, so a stopped sweep
-    # still holds a complete one-seed comparison
-    todo = [(key, cfg) for key, cfg in spec["configs"].items() if not only or key[0] in only]
-    todo.sort(key=lambda item: spec["seeds"].index(item[0][1]))
+            raise FrkitInputError(f"sweep file {path}: --only {unknown} not among its runs {sweep.labels}")
+    # seed-major, then order: a stopped sweep already holds a complete comparison for its first seed and order
+    rank = {(s, o): i for i, (s, o) in enumerate(itertools.product(sweep.seeds, _all_orders(sweep)))}
+    todo = [(key, cfg) for key, cfg in sweep.configs.items() if not only or key.label in only]
+    todo.sort(key=lambda item: rank[(item[0].seed, item[0].order)])
+    pending = []
+    for key, cfg in todo:
+        if _is_finished(sweep.result_folder(key)):
+            continue  # committed results: nothing to train
+        if _is_finished(cfg.run_dir):
+            export_run(cfg.run_dir, sweep.result_folder(key))  # finished earlier, not yet exported
+            continue
+        pending.append((key, cfg))
+    print(f"== {sweep.name}: {len(todo) - len(pending)} of {len(todo)} runs already have results; "
+          f"{len(pending)} to train", flush=True)
     if jobs <= 1:
-        for (label, seed), cfg in todo:
-            print(f"== {label} seed {seed}", flush=True)
+        for key, cfg in pending:
+            print(f"== {key}", flush=True)
             run(cfg)
+            export_run(cfg.run_dir, sweep.result_folder(key))
     else:
-        _run_parallel(todo, jobs)
-    return summarize_sweep(spec)
+        _run_parallel(sweep, pending, jobs)
+    return summarize_sweep(sweep)
 
 
-def _run_parallel(todo: list, jobs: int) -> None:
+def _all_orders(sweep: Sweep) -> list[tuple[str, ...]]:
+    return list(dict.fromkeys(k.order for k in sweep.configs))
+
+
+def _run_parallel(sweep: Sweep, todo: list, jobs: int) -> None:
     """Each run in a fresh process (spawn: safe with CUDA); one failure does not stop the others."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     failed = []
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_run_in_worker, cfg.model_dump(), threads, str(_log_path(cfg))): key for key, cfg in todo}
+        futures = {pool.submit(_run_in_worker, cfg.model_dump(), threads, str(_log_path(cfg))): (key, cfg)
+                   for key, cfg in todo}
         for key, cfg in todo:
-            print(f"== {key[0]} seed {key[1]}: log in {_log_path(cfg)}", flush=True)
+            print(f"== {key}: log in {_log_path(cfg)}", flush=True)
         for future in as_completed(futures):
-            label, seed = futures[future]
+            key, cfg = futures[future]
             error = future.result()
+            if not error:
+                export_run(cfg.run_dir, sweep.result_folder(key))
             reason = f"failed: {error.strip().splitlines()[-1]}" if error else "done"
-            print(f"== {label} seed {seed}: {reason}", flush=True)
+            print(f"== {key}: {reason}", flush=True)
             if error:
-                failed.append(f"{label} seed {seed}:\n{error}")
+                failed.append(f"{key}:\n{error}")
     if failed:
         raise RuntimeError("sweep runs failed (finished runs are kept):\n" + "\n".join(failed))
 
@@ -118,7 +247,7 @@ def _log_path(cfg) -> Path:
 
 
 def _run_in_worker(values: dict, threads: int, log_path: str) -> str | None:
-    """Worker body: rebuild the config, log to the run folder, return the traceback text on failure."""
+    """Worker body: rebuild the config, log to the run's log file, return the traceback text on failure."""
     import torch
 
     from frkit.runner import run
@@ -142,45 +271,15 @@ def _run_in_worker(values: dict, threads: int, log_path: str) -> str | None:
         handler.close()
 
 
-def summarize_sweep(spec: dict) -> pd.DataFrame:
-    """Mean and sample std (ddof 1) over seeds of the average AUC, forgetting, BWT and each final AUC; relative table."""
-    rows, finals = [], {}
-    out_dir = None
-    for label in spec["runs"]:
-        metrics = []
-        for seed in spec["seeds"]:
-            cfg = spec["configs"][(label, seed)]
-            out_dir = Path(cfg.output_dir) / spec["name"]
-            m = cfg.run_dir / "metrics.json"
-            if m.exists():
-                metrics.append(json.loads(m.read_text()))
-        if not metrics:
-            continue
-        names = metrics[0]["marketplaces"]
-        finals[label] = {n: float(np.mean([m["final_auc"][n] for m in metrics])) for n in names}
-        row = {"run": label, "seeds": len(metrics)}
-        for key in ("average_auc", "forgetting", "backward_transfer", "forward_transfer"):
-            vals = np.array([m[key] for m in metrics], dtype=float)
-            row[key] = f"{vals.mean():.4f} ± {vals.std(ddof=1):.4f}" if len(vals) > 1 else f"{vals.mean():.4f}"
-        for n in names:
-            row[f"final {n}"] = round(finals[label][n], 4)
-        row["trainable params (last step)"] = list(metrics[0]["trainable_params"].values())[-1]
-        row["R (mean over seeds)"] = np.round(np.mean([np.array(m["auc_matrix"], dtype=float) for m in metrics], 0), 4).tolist()
-        rows.append(row)
-    table = pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
-    if out_dir is not None and rows:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        text = "## Summary (mean ± sample std over seeds)\n\n" + table.drop(columns=["R (mean over seeds)"]).to_markdown() + "\n"
-        if spec["baseline"] in finals:
-            from frkit.metrics import relative_table
+def summarize_sweep(sweep: Sweep, write: bool = True):
+    """The comparison tables of the sweep's results folder (``frkit.reports.compare``), written beside them."""
+    from frkit.reports.compare import collect, write_summary
 
-            text += f"\n## Relative to {spec['baseline']} (= 1x)\n\n" + relative_table(finals, spec["baseline"]).to_markdown() + "\n"
-        text += "\n## AUC matrices (mean over seeds; row = after step k, column = marketplace)\n\n"
-        for label, row in table.iterrows():
-            text += f"- {label}: {row['R (mean over seeds)']}\n"
-        (out_dir / "summary.md").write_text(text)
+    results = collect(sweep)
+    if write:
+        text = write_summary(sweep, results)
         print(text)
-    return table
+    return results
 
 
-__all__ = ["load_sweep", "run_sweep", "summarize_sweep", "load_params"]
+__all__ = ["load_sweep", "run_sweep", "summarize_sweep", "export_run", "Sweep", "RunKey"]

@@ -1,6 +1,7 @@
 """`frkit sweep`: the sweep file is validated before any training, runs go through the runner, the summary holds
 mean ± std over seeds, and runs trained in parallel processes (`jobs`) give the same numbers as serial ones."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,14 @@ from frkit.errors import FrkitInputError
 from frkit.sweep import load_sweep, run_sweep
 
 
+ORDER = "en-es-ja"
+
+
 def write_sweep(tmp_path: Path, params: dict, sweep: dict) -> Path:
+    """A sweep file beside a base params file; results go to tmp_path/results (never the repository's)."""
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(params))
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump({"base": "base.yaml", **sweep}))
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "results": str(tmp_path / "results"), **sweep}))
     return path
 
 
@@ -58,15 +63,19 @@ def test_sweep_runs_every_seed_and_summarises_mean_and_std(tmp_path, tiny_params
         "runs": {"independent": {"method": "independent"}, "seq": {"method": "sequential"}}})
     assert main(["sweep", str(path)]) == 0
     out = tmp_path / "outputs" / "s"
-    metrics = {(label, seed): json.loads((out / label / f"seed{seed}" / "metrics.json").read_text())
+    metrics = {(label, seed): json.loads((out / label / ORDER / f"seed{seed}" / "metrics.json").read_text())
                for label in ("independent", "seq") for seed in (0, 1)}
-    summary = (out / "summary.md").read_text()
+    summary = (tmp_path / "results" / "summary.md").read_text()
     for label in ("independent", "seq"):
         values = [metrics[(label, s)]["average_auc"] for s in (0, 1)]
         mean, std = sum(values) / 2, abs(values[0] - values[1]) / 2 ** 0.5  # sample std of two values
         line = next(ln for ln in summary.splitlines() if ln.startswith(f"| {label} "))
-        assert f"{mean:.4f} ± {std:.4f}" in line
+        assert f"{mean:.4f} ± {std:.4f}" in line and "| 2/2 " in line
     assert "Relative to independent" in summary
+    # the results folder holds each run's small files, and no checkpoint or tensor
+    exported = tmp_path / "results" / "seq" / ORDER / "seed1"
+    assert sorted(p.name for p in exported.iterdir()) == sorted(
+        ["params.yaml", "environment.json", "metrics.json", "auc_matrix.csv", "progress.json"])
 
 
 def test_parallel_jobs_match_serial(tmp_path, tiny_params):
@@ -80,10 +89,10 @@ def test_parallel_jobs_match_serial(tmp_path, tiny_params):
     run_sweep(serial)
     run_sweep(parallel, jobs=2)
     for label in runs:
-        a = json.loads((tmp_path / "serial" / "out" / "s" / label / "seed0" / "metrics.json").read_text())
-        b = json.loads((tmp_path / "parallel" / "out" / "s" / label / "seed0" / "metrics.json").read_text())
+        a = json.loads((tmp_path / "serial" / "out" / "s" / label / ORDER / "seed0" / "metrics.json").read_text())
+        b = json.loads((tmp_path / "parallel" / "out" / "s" / label / ORDER / "seed0" / "metrics.json").read_text())
         np.testing.assert_allclose(np.array(b["auc_matrix"], dtype=float), np.array(a["auc_matrix"], dtype=float), atol=1e-6)
-        assert (tmp_path / "parallel" / "out" / "s" / label / "seed0.log").is_file()
+        assert (tmp_path / "parallel" / "out" / "s" / label / ORDER / "seed0.log").is_file()
 
 
 def test_parallel_failure_is_reported_and_other_runs_finish(tmp_path, tiny_params, capsys):
@@ -91,9 +100,145 @@ def test_parallel_failure_is_reported_and_other_runs_finish(tmp_path, tiny_param
     path = write_sweep(tmp_path, tiny_params(epochs=1), {
         "name": "s", "runs": {"seq": {"method": "sequential"}, "bad": {"method": "sequential", "data_path": str(tmp_path / "gone")}}})
     (tmp_path / "gone").mkdir()
-    with pytest.raises(RuntimeError, match=r"(?s)sweep runs failed.*bad seed 0"):
+    with pytest.raises(RuntimeError, match=r"(?s)sweep runs failed.*bad \[en-es-ja\] seed 0"):
         run_sweep(path, jobs=2)
-    assert (tmp_path / "outputs" / "s" / "seq" / "seed0" / "metrics.json").is_file()
-    reported = [line for line in capsys.readouterr().out.splitlines() if line.startswith("== bad seed 0: failed")]
+    assert (tmp_path / "outputs" / "s" / "seq" / ORDER / "seed0" / "metrics.json").is_file()
+    reported = [line for line in capsys.readouterr().out.splitlines() if line.startswith("== bad [en-es-ja] seed 0: failed")]
     assert reported and "Error" in reported[0]  # the reason at once, not only at the end of the sweep
-    assert "Traceback" in (tmp_path / "outputs" / "s" / "bad" / "seed0.log").read_text()  # and kept in its log
+    assert "Traceback" in (tmp_path / "outputs" / "s" / "bad" / ORDER / "seed0.log").read_text()  # and kept in its log
+
+
+# -- seeds x orders, and summaries / claims of a results folder written by hand (no training) -----------------
+
+
+def test_orders_and_seeds_expand_as_stated(tmp_path, tiny_params):
+    path = write_sweep(tmp_path, tiny_params(), {
+        "name": "s", "seeds": [0, 1], "orders": [["en", "es", "ja"], ["ja", "es", "en"]],
+        "runs": {"a": {"method": "sequential"}, "b": {"method": "lora", "orders": {"random": 3, "seed": 5}}}})
+    sweep = load_sweep(path)
+    a = sweep.keys("a")
+    assert sorted((k.order, k.seed) for k in a) == sorted(
+        (o, s) for o in [("en", "es", "ja"), ("ja", "es", "en")] for s in (0, 1))
+    b_orders = {k.order for k in sweep.keys("b")}
+    assert len(b_orders) == 3 and all(sorted(o) == ["en", "es", "ja"] for o in b_orders)
+    assert b_orders == {k.order for k in load_sweep(path).keys("b")}  # seeded: the same permutations again
+    cfg = sweep.configs[a[0]]
+    assert cfg.marketplaces == list(a[0].order) and cfg.run_name == f"s/a/{a[0].order_tag}/seed{a[0].seed}"
+
+
+@pytest.mark.parametrize("orders, match", [
+    ([["en", "es", "fr"]], r"orders entry \['en', 'es', 'fr'\]: unknown marketplace\(s\) \['fr'\].*\['en', 'es', 'ja'\]"),
+    ([["en", "en", "ja"]], r"orders entry \['en', 'en', 'ja'\]: repeated \['en'\]"),
+    ([["en", "es"]], r"orders entry \['en', 'es'\]: 2 marketplaces, expected 3"),
+    ({"random": 7}, r"7 random orders asked for, but 3 marketplaces have only 6"),
+    ("en,es,ja", r"orders must be a non-empty list"),
+])
+def test_bad_orders_fail_before_any_run(tmp_path, tiny_params, orders, match):
+    path = write_sweep(tmp_path, tiny_params(), {"orders": orders, "runs": {"a": {"method": "sequential"}}})
+    with pytest.raises(FrkitInputError, match=match):
+        run_sweep(path)
+    assert not (tmp_path / "outputs").exists()
+
+
+def write_result(results: Path, label: str, seed: int, finals: dict, forgetting: float = -0.01,
+                 order=("en", "es", "ja"), trainable: int = 1000, seconds: float = 10.0) -> Path:
+    """A finished run's results files, written by hand: only what the summary and the claims read."""
+    folder = results / label / "-".join(order) / f"seed{seed}"
+    folder.mkdir(parents=True)
+    names = list(order)
+    metrics = {"marketplaces": names, "final_auc": finals, "average_auc": float(np.mean(list(finals.values()))),
+               "forgetting": forgetting, "backward_transfer": forgetting, "forward_transfer": 0.1,
+               "trainable_params": {n: trainable for n in names}, "auc_matrix": [[0.5] * 3] * 3}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    steps = [{"step": i, "marketplace": n, "learn_seconds": seconds, "eval_seconds": 1.0, "cpu_seconds": 2 * seconds}
+             for i, n in enumerate(names)]
+    (folder / "progress.json").write_text(json.dumps({"steps": steps, "init_aucs": [0.5] * 3}))
+    return folder
+
+
+def fixture_sweep(tmp_path, tiny_params, labels=("independent", "fr_lora")) -> Path:
+    return write_sweep(tmp_path, tiny_params(), {"name": "fx", "seeds": [0, 1, 2],
+                                                 "runs": {lab: {"method": "sequential"} for lab in labels}})
+
+
+FINALS = {  # (label, seed) -> final AUC of en, es, ja
+    ("independent", 0): (0.70, 0.72, 0.74), ("independent", 1): (0.71, 0.70, 0.75), ("independent", 2): (0.69, 0.71, 0.73),
+    ("fr_lora", 0): (0.75, 0.76, 0.78), ("fr_lora", 1): (0.77, 0.75, 0.79), ("fr_lora", 2): (0.76, 0.77, 0.80),
+}
+
+
+def test_summary_of_a_results_fixture_equals_hand_computed_values(tmp_path, tiny_params):
+    from frkit.sweep import summarize_sweep
+
+    path = fixture_sweep(tmp_path, tiny_params)
+    for (label, seed), f in FINALS.items():
+        write_result(tmp_path / "results", label, seed, dict(zip(["en", "es", "ja"], f)), forgetting=-0.01 * (seed + 1))
+    results = summarize_sweep(load_sweep(path))
+    summary = (tmp_path / "results" / "summary.md").read_text()
+    for label in ("independent", "fr_lora"):
+        avgs = [np.mean(FINALS[(label, s)]) for s in range(3)]
+        mean, std = np.mean(avgs), np.std(avgs, ddof=1)
+        line = next(ln for ln in summary.splitlines() if ln.startswith(f"| {label} "))
+        assert f"{mean:.4f} ± {std:.4f}" in line and "| 3/3 " in line
+        en = [FINALS[(label, s)][0] for s in range(3)]
+        assert f"{np.mean(en):.4f} ± {np.std(en, ddof=1):.4f}" in line
+        assert "-0.0200 ± 0.0100" in line  # forgetting -0.01, -0.02, -0.03
+    diffs = [np.mean(FINALS[("fr_lora", s)]) - np.mean(FINALS[("independent", s)]) for s in range(3)]
+    rel = next(ln for ln in summary.split("## Relative")[1].splitlines() if ln.startswith("| fr_lora "))
+    assert f"{np.mean(diffs):.4f} ± {np.std(diffs, ddof=1):.4f}" in rel  # paired by seed
+    csv = (tmp_path / "results" / "summary.csv").read_text()
+    assert "average_auc mean" in csv and len(results.runs) == 6
+
+
+def test_missing_and_half_written_runs_are_marked_never_averaged(tmp_path, tiny_params):
+    from frkit.sweep import summarize_sweep
+
+    path = fixture_sweep(tmp_path, tiny_params)
+    for (label, seed), f in FINALS.items():
+        if (label, seed) == ("fr_lora", 2):
+            continue
+        folder = write_result(tmp_path / "results", label, seed, dict(zip(["en", "es", "ja"], f)))
+        if (label, seed) == ("fr_lora", 1):
+            (folder / "metrics.json").write_text('{"average_auc": 0.7')  # half-written
+    summarize_sweep(load_sweep(path))
+    summary = (tmp_path / "results" / "summary.md").read_text()
+    line = next(ln for ln in summary.splitlines() if ln.startswith("| fr_lora "))
+    assert "| 1/3 " in line and re.search(rf"\| {np.mean(FINALS[('fr_lora', 0)]):.4f} +\|", line)  # seed 0 alone, no std
+    assert "fr_lora [en-es-ja] seed 1: half-written" in summary and "fr_lora [en-es-ja] seed 2: not run" in summary
+
+
+def test_committed_results_are_skipped_and_summary_only_uses_them_alone(tmp_path, tiny_params, capsys):
+    path = fixture_sweep(tmp_path, tiny_params)
+    for (label, seed), f in FINALS.items():
+        write_result(tmp_path / "results", label, seed, dict(zip(["en", "es", "ja"], f)))
+    run_sweep(path)  # every run has results: nothing trains
+    assert "6 of 6 runs already have results; 0 to train" in capsys.readouterr().out
+    assert not (tmp_path / "outputs").exists()
+    first = (tmp_path / "results" / "summary.md").read_text()
+    (tmp_path / "results" / "summary.md").unlink()
+    assert main(["sweep", str(path), "--summary-only"]) == 0
+    assert (tmp_path / "results" / "summary.md").read_text() == first
+
+
+def test_claim_verdicts_follow_the_numbers(tmp_path, tiny_params):
+    from frkit.reports.claims import claims_table, verdict
+    from frkit.reports.compare import collect
+
+    path = fixture_sweep(tmp_path, tiny_params)
+    for (label, seed), f in FINALS.items():
+        write_result(tmp_path / "results", label, seed, dict(zip(["en", "es", "ja"], f)))
+    claims = claims_table(collect(load_sweep(path)).frame(), ["en", "es", "ja"])
+    beats = claims[claims["comparison"] == "fr_lora > independent (average_auc)"].iloc[0]
+    assert beats["verdict"] == "reproduced" and beats["n"] == 3
+    assert claims[claims["comparison"].str.startswith("fr_lora > lora")].iloc[0]["verdict"] == "missing"
+    # the same fixture with the two rows' numbers swapped: the claim is now contradicted
+    (tmp_path / "results").rename(tmp_path / "old")
+    for (label, seed), f in FINALS.items():
+        other = "independent" if label == "fr_lora" else "fr_lora"
+        write_result(tmp_path / "results", other, seed, dict(zip(["en", "es", "ja"], f)))
+    flipped = claims_table(collect(load_sweep(path)).frame(), ["en", "es", "ja"])
+    assert flipped[flipped["comparison"] == "fr_lora > independent (average_auc)"].iloc[0]["verdict"] == "not reproduced"
+    # the rule itself: 95% t-interval of the paired differences
+    assert verdict(0.01, 0.001, 3) == "reproduced" and verdict(0.01, 0.05, 3) == "within noise"
+    assert verdict(-0.01, 0.001, 3) == "not reproduced" and verdict(0.01, float("nan"), 1) == "one run"
+    assert verdict(-0.005, 0.001, 3, margin=0.01) == "reproduced"  # "nearly comparable": within the margin
