@@ -30,6 +30,8 @@ from frkit.errors import FrkitInputError
 
 # keys that may change between a stopped run and its resumption
 RESUME_FREE_KEYS = {"resume", "output_dir", "run_name"}
+# keys added with a default that behaves differently from what older run folders did: their old behaviour
+LEGACY_VALUES = {"parallel_pairs": "shared", "length_batching": False}
 PACKAGES = ("frkit", "torch", "transformers", "peft", "accelerate", "datasets", "scikit-learn", "pandas", "numpy")
 
 
@@ -75,28 +77,36 @@ class RunFolder:
         self.path = Path(path)
 
     # -- set-up ------------------------------------------------------------------------------------
-    def open(self, params: dict, resume: bool, defaults: dict | None = None) -> None:
-        """Create the folder, or check that an existing one was made with the same parameters.
+    def check(self, params: dict, resume: bool, defaults: dict | None = None) -> None:
+        """Refuse to resume a folder made with other parameters (reads only; :meth:`open` writes).
 
         A key the saved params lack (an option added to frkit since the run started) counts as unchanged
-        when its value is the default in ``defaults``: the old run used the behaviour that default keeps.
+        when its value is what the old run did: the key's ``LEGACY_VALUES`` entry where the default has
+        changed behaviour since, else its default in ``defaults``.
         """
+        saved = self.params()
+        if saved is None or not resume:
+            return
+        defaults = {**(defaults or {}), **LEGACY_VALUES}
+        saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+        changed = sorted(k for k in set(saved) | set(params)
+                         if k not in RESUME_FREE_KEYS and saved.get(k) != params.get(k))
+        if changed:
+            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {params.get(k)!r}" for k in changed)
+            raise FrkitInputError(
+                f"run folder {self.path} was started with other parameters ({diffs}); "
+                "use another run_name, or resume: false to set the old folder aside and start again"
+            )
+
+    def open(self, params: dict, resume: bool, defaults: dict | None = None) -> None:
+        """Create the folder, or check that an existing one was made with the same parameters (:meth:`check`)."""
+        self.check(params, resume, defaults)
         saved = self.params()
         if saved is not None and not resume:
             aside = self.path.with_name(f"{self.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
             self.path.rename(aside)  # never delete finished work
             saved = None
         if saved is not None:
-            defaults = defaults or {}
-            saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
-            changed = sorted(k for k in set(saved) | set(params)
-                             if k not in RESUME_FREE_KEYS and saved.get(k) != params.get(k))
-            if changed:
-                diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {params.get(k)!r}" for k in changed)
-                raise FrkitInputError(
-                    f"run folder {self.path} was started with other parameters ({diffs}); "
-                    "use another run_name, or resume: false to set the old folder aside and start again"
-                )
             return
         self.path.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.path / "params.yaml", yaml.safe_dump(params, sort_keys=False))
@@ -111,9 +121,10 @@ class RunFolder:
         p = self.path / "progress.json"
         return json.loads(p.read_text()) if p.exists() else {"steps": [], "init_aucs": None}
 
-    def save_init_aucs(self, aucs: list[float]) -> None:
+    def save_init_aucs(self, aucs: list[float], timing: dict | None = None) -> None:
         prog = self.progress()
         prog["init_aucs"] = aucs
+        prog.update(timing or {})
         _atomic_write(self.path / "progress.json", json.dumps(prog, indent=2))
 
     def checkpoint_dir(self, step: int, name: str) -> Path:

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from frkit.errors import FrkitInputError
+from frkit.paths import resolve
 
 
 class BaseRunConfig(BaseModel):
@@ -31,10 +32,15 @@ class BaseRunConfig(BaseModel):
     method: str = "lora"
     resume: bool = True  # continue an interrupted run folder from its last finished marketplace
     # -- data: the marketplaces, in training order --------------------------------------------
-    data_source: Literal["pawsx", "esci", "table", "hub"] = "pawsx"
-    data_path: str | None = "../shared/data/pawsx/x-final"
+    data_source: Literal["pawsx", "stsb", "esci", "table", "hub"] = "pawsx"
+    data_path: str | None = "../shared/data/pawsx/x-final"  # relative paths: from the project root (frkit/paths.py)
     marketplaces: list[str] = Field(default_factory=lambda: ["en", "es", "ja"], min_length=1)
     train_file: str = "auto"  # pawsx: which file trains ("auto": translated_train.tsv where present, else dev_2k.tsv)
+    # pawsx / stsb are translations of one set of pairs: "disjoint" gives each marketplace its own seeded share of
+    # the pair ids for training and validation (real marketplaces do not share queries), "shared" gives every
+    # marketplace all of them; test sets stay whole either way (their ids are in no train split)
+    parallel_pairs: Literal["disjoint", "shared"] = "disjoint"
+    stsb_threshold: float = Field(3.0, ge=0, le=5)  # stsb: score >= this is label 1 ("roughly equivalent" or better)
     small_version: bool = True  # esci: keep only the release's small_version rows
     tables: dict[str, dict[str, str]] | None = None  # table: {name: {language, train, test[, validation]}}
     columns: dict[str, str] | None = None  # table: {id, text_a, text_b, label[, group]} -> your column names
@@ -60,7 +66,10 @@ class BaseRunConfig(BaseModel):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     patience: int = Field(3, ge=0)  # epochs without validation ROC-AUC gain before stopping (0: never stop early)
     max_grad_norm: float | None = Field(1.0, gt=0)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
+    # auto: bf16 autocast where the device runs it fast (CUDA with bf16, a CPU with AMX/AVX512-BF16), else fp32
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    length_batching: bool = True  # batches of similar token length (less padding); evaluation sorted by length
+    eval_every_steps: int | None = Field(None, gt=0)  # learning curve: validation AUC every N steps (None: per epoch)
     max_steps_per_epoch: int | None = Field(None, gt=0)  # cap for smoke runs
 
     @field_validator("marketplaces")
@@ -71,10 +80,14 @@ class BaseRunConfig(BaseModel):
             raise ValueError(f"marketplace names must be unique, repeated: {dup}")
         return v
 
-    # convenience
+    # convenience: paths resolved by the project-root rule (frkit/paths.py)
     @property
     def run_dir(self) -> Path:
-        return Path(self.output_dir) / self.run_name
+        return resolve(self.output_dir) / self.run_name
+
+    @property
+    def data_dir(self) -> Path | None:
+        return resolve(self.data_path) if self.data_path and self.data_source != "hub" else None
 
 
 @lru_cache(maxsize=1)
@@ -90,40 +103,79 @@ def default_params() -> dict[str, Any]:
     return config_class()().model_dump()
 
 
-def _explain(err: ValidationError, source: str, keys: list[str]) -> str:
+def _explain(err: ValidationError, source: str, keys: list[str], overridden: set[str], override_source: str) -> str:
     lines = [f"invalid parameters in {source}:"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        where = f" (given by {override_source})" if key.split(".")[0] in overridden else ""
         if e["type"] == "extra_forbidden":
             near = difflib.get_close_matches(key, keys, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
-            lines.append(f"  - unknown key {key!r}{hint}")
+            lines.append(f"  - unknown key {key!r}{where}{hint}")
         else:
-            lines.append(f"  - key {key!r}: {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"  - key {key!r}{where}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
 
 
-def make_config(values: dict[str, Any] | None = None, source: str = "parameters", **overrides: Any) -> BaseRunConfig:
-    """Validate a flat mapping into the run configuration; raise FrkitInputError naming each bad key."""
+def make_config(values: dict[str, Any] | None = None, source: str = "parameters",
+                override_source: str = "the command line (-p)", **overrides: Any) -> BaseRunConfig:
+    """Validate a flat mapping (+ ``overrides``) into the run configuration; raise FrkitInputError naming each
+    bad key and where it came from (``source`` for ``values``, ``override_source`` for ``overrides``)."""
     cls = config_class()
     data = {**(values or {}), **overrides}
     try:
         cfg = cls(**data)
     except ValidationError as err:
-        raise FrkitInputError(_explain(err, source, list(cls.model_fields))) from None
+        raise FrkitInputError(_explain(err, source, list(cls.model_fields), set(overrides), override_source)) from None
     from frkit.methods import METHODS
 
     if cfg.method not in METHODS:
-        raise FrkitInputError(f"{source}: key 'method': unknown method {cfg.method!r}; expected one of {sorted(METHODS)}")
+        where = override_source if "method" in overrides else source
+        raise FrkitInputError(f"{where}: key 'method': unknown method {cfg.method!r}; expected one of {sorted(METHODS)}")
     return cfg
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_params(path: str | Path) -> dict[str, Any]:
+    """The flat ``key: value`` mapping of a params file; a missing, unreadable or non-YAML file, a key given
+    twice, or anything but a mapping raises FrkitInputError naming the file (and line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FrkitInputError(f"params file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise FrkitInputError(f"params file {path} is not UTF-8 text (a binary file?); expected YAML key: value lines") from None
+    except OSError as err:
+        raise FrkitInputError(f"params file {path} could not be read: {err}") from None
+    try:
+        values = yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        tab = " (YAML does not allow tabs for indentation)" if "\\t" in str(problem) or "\t" in str(problem) else ""
+        raise FrkitInputError(f"params file {path}{where}: not valid YAML: {problem}{tab}") from None
+    values = {} if values is None else values
+    if not isinstance(values, dict):
+        raise FrkitInputError(f"params file {path}: expected a mapping of key: value, got {type(values).__name__}")
+    return values
 
 
 def load_params(path: str | Path, **overrides: Any) -> BaseRunConfig:
     """Read ``params/*.yaml`` and validate it (plus overrides, e.g. from the command line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FrkitInputError(f"params file {path} does not exist")
-    values = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(values, dict):
-        raise FrkitInputError(f"params file {path}: expected a mapping of key: value, got {type(values).__name__}")
-    return make_config(values, source=str(path), **overrides)
+    return make_config(read_params(path), source=str(path), **overrides)

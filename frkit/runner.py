@@ -26,7 +26,7 @@ from frkit.methods.base import MethodContext
 from frkit.metrics import auc_matrix_frame, summarize
 from frkit.models.encoder import load_tokenizer
 from frkit.models.source import prepare_model_source
-from frkit.train import get_accelerator, predict_scores, roc_auc
+from frkit.train import predict_scores, resolved_precision, roc_auc
 
 log = logging.getLogger(__name__)
 
@@ -41,31 +41,48 @@ class RunResult:
 def load_configured_marketplaces(cfg: BaseRunConfig) -> list[Marketplace]:
     """Load and validate every marketplace: bad data fails here, before any model is touched."""
     return load_marketplaces(
-        cfg.data_source, cfg.data_path, cfg.marketplaces,
+        cfg.data_source, cfg.data_dir if cfg.data_dir is not None else cfg.data_path, cfg.marketplaces,
         train_file=cfg.train_file, validation_fraction=cfg.validation_fraction, small_version=cfg.small_version,
         tables=cfg.tables, columns=cfg.columns, max_train=cfg.max_train, max_validation=cfg.max_validation,
-        max_test=cfg.max_test, seed=cfg.seed,
+        max_test=cfg.max_test, seed=cfg.seed, parallel_pairs=cfg.parallel_pairs, stsb_threshold=cfg.stsb_threshold,
     )
 
 
+_INIT_AUCS: dict[tuple, float] = {}  # per process: the runs of a sweep share b_t when seed, model and test set agree
+
+
 def _init_aucs(ctx: MethodContext, cfg, marketplaces: list[Marketplace]) -> list[float]:
-    """b_t for forward transfer: the base encoder with a freshly initialised (seeded) head."""
-    set_seed(cfg.seed)
-    model = ctx.new_model()
-    model.add_head("init")
-    acc = get_accelerator(cfg.precision)
-    return [roc_auc(m.test["label"], predict_scores(model, ctx.loader(m.test, train=False), "init", acc)) for m in marketplaces]
+    """b_t for forward transfer: the base encoder with a freshly initialised (seeded) head.
+
+    It depends on the seed, the encoder, the test set and how it is read, not on the method: a sweep's
+    worker process computes it once per seed and data, not once per method."""
+    out = []
+    for m in marketplaces:
+        key = (str(ctx.model_source), cfg.seed, cfg.pooling, cfg.max_length, cfg.precision, m.name,
+               tuple(m.test["id"]), tuple(m.test["label"]), tuple(m.test["text_a"]), tuple(m.test["text_b"]))
+        if key not in _INIT_AUCS:
+            set_seed(cfg.seed)
+            model = ctx.new_model()
+            model.add_head("init")
+            _INIT_AUCS[key] = roc_auc(m.test["label"], predict_scores(model, ctx.loader(m.test, train=False), "init",
+                                                                    cfg.precision))
+        out.append(_INIT_AUCS[key])
+    return out
 
 
 def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
     """Run (or resume) the configured sequence; returns the metrics and the AUC matrix."""
     method_cls = METHODS[cfg.method]
-    marketplaces = load_configured_marketplaces(cfg)
     folder = RunFolder(cfg.run_dir)
-    folder.open(cfg.model_dump(), resume=cfg.resume, defaults=default_params())
-
+    # every input is checked before anything is written: an existing folder's params, the data, the precision
+    # this machine can run, the model; only then is the run folder made (a failed check leaves no folder behind)
+    folder.check(cfg.model_dump(), resume=cfg.resume, defaults=default_params())
+    marketplaces = load_configured_marketplaces(cfg)
+    resolved_precision(cfg.precision)
     model_source = prepare_model_source(cfg, marketplaces)
-    ctx = MethodContext(cfg, model_source, load_tokenizer(model_source), show_progress=show_progress)
+    tokenizer = load_tokenizer(model_source)
+    folder.open(cfg.model_dump(), resume=cfg.resume, defaults=default_params())
+    ctx = MethodContext(cfg, model_source, tokenizer, show_progress=show_progress)
     set_seed(cfg.seed)
     method = method_cls(cfg, ctx)
 
@@ -81,13 +98,14 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
         method.load(folder.latest_checkpoint())
     init_aucs = progress.get("init_aucs")
     if cfg.evaluate_unseen and init_aucs is None:
+        wall, cpu = time.time(), time.process_time()
         init_aucs = _init_aucs(ctx, cfg, marketplaces)
-        folder.save_init_aucs(init_aucs)
+        folder.save_init_aucs(init_aucs, {"init_seconds": time.time() - wall, "init_cpu_seconds": time.process_time() - cpu})
 
     for k in range(done, K):
         marketplace = marketplaces[k]
         set_seed(cfg.seed + k)  # per-step seeding: a resumed run replays exactly what it would have done
-        started = time.time()
+        started, cpu = time.time(), time.process_time()  # CPU seconds (all threads): a cost that pauses do not inflate
         learn_log = method.learn(k, marketplace, marketplaces[: k + 1])
         learn_s = time.time() - started
         for t, other in enumerate(marketplaces):
@@ -96,7 +114,8 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
         row = [None if np.isnan(x) else float(x) for x in R[k]]
         folder.save_artifacts(k, marketplace.name, method.artifacts())  # before the step is recorded
         folder.save_step(k, marketplace.name, row, {**learn_log, "learn_seconds": learn_s,
-                                                     "eval_seconds": time.time() - started - learn_s}, method)
+                                                     "eval_seconds": time.time() - started - learn_s,
+                                                     "cpu_seconds": time.process_time() - cpu}, method)
         log.info("after %s: %s", marketplace.name, dict(zip(names, row)))
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from frkit.data.batching import make_loader
+from frkit.data.batching import PairDataset, make_loader
 from frkit.data.marketplace import Marketplace
 from frkit.models.cross_encoder import CrossEncoder
 from frkit.models.encoder import load_encoder
@@ -36,10 +36,11 @@ class MethodContext:
     show_progress: bool = True
     _base_state: dict | None = field(default=None, repr=False)
     _base_encoder: nn.Module | None = field(default=None, repr=False)
+    _datasets: dict = field(default_factory=dict, repr=False)
 
     @property
     def device(self) -> torch.device:
-        return get_accelerator(self.cfg.precision).device
+        return get_accelerator().device
 
     def new_encoder(self) -> nn.Module:
         """A fresh copy of the base encoder (loaded from disk once, then copied in memory)."""
@@ -53,7 +54,17 @@ class MethodContext:
 
     def loader(self, table: pd.DataFrame, train: bool, seed: int = 0):
         size = self.cfg.batch_size if train else self.cfg.eval_batch_size
-        return make_loader(table, self.tokenizer, self.cfg.max_length, size, shuffle=train, seed=seed)
+        return make_loader(table, self.tokenizer, self.cfg.max_length, size, shuffle=train, seed=seed,
+                           length_batching=self.cfg.length_batching, dataset=self._tokenised(table))
+
+    def _tokenised(self, table: pd.DataFrame) -> PairDataset:
+        """Each table is tokenised once per run (test sets are scored after every marketplace)."""
+        key = id(table)
+        hit = self._datasets.get(key)
+        if hit is None or hit[0] is not table:  # ids are reused after a table is freed: check identity
+            hit = (table, PairDataset(table, self.tokenizer, self.cfg.max_length))
+            self._datasets[key] = hit
+        return hit[1]
 
 
 def count_trainable(params) -> int:
@@ -109,11 +120,11 @@ class Method:
 
     def predict(self, table: pd.DataFrame, name: str) -> np.ndarray:
         model, head = self.model_for(self.scoring_name(name))
-        return predict_scores(model, self.ctx.loader(table, train=False), head, get_accelerator(self.cfg.precision))
+        return predict_scores(model, self.ctx.loader(table, train=False), head, self.cfg.precision)
 
     def validation_auc(self, model: nn.Module, table: pd.DataFrame, head: str):
         loader = self.ctx.loader(table, train=False)
-        return lambda: roc_auc(table["label"], predict_scores(model, loader, head, get_accelerator(self.cfg.precision)))
+        return lambda: roc_auc(table["label"], predict_scores(model, loader, head, self.cfg.precision))
 
     def train(
         self,
@@ -152,5 +163,7 @@ def fit_log(result: FitResult) -> dict:
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "steps": result.steps,
+        "warmup_steps": result.warmup_steps,
         "history": result.history,
+        "curve": result.curve,
     }

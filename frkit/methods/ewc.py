@@ -39,6 +39,16 @@ def base_parameters(encoder) -> dict[str, torch.nn.Parameter]:
     return out
 
 
+def scale_fisher(fisher: dict[str, torch.Tensor], scale: str, n_samples: int) -> dict[str, torch.Tensor]:
+    """``fisher_scale``: Eq. 3's mean as it is, times the number of samples ("sum"), or over its largest entry ("max")."""
+    if scale == "mean":
+        return fisher
+    if scale == "sum":
+        return {k: f * n_samples for k, f in fisher.items()}
+    top = max(float(f.max()) for f in fisher.values())
+    return {k: f / top for k, f in fisher.items()} if top > 0 else fisher
+
+
 def qkv_only(tensors: dict) -> dict:
     return {k: v for k, v in tensors.items() if k.endswith(QKV)}
 
@@ -95,7 +105,7 @@ class EwcBase(Method):
         raw = diagonal_fisher(self.model, batches, lambda m, b: m(**b, head=head),
                               param_names=[by_key[k] for k in keys], kind=self.cfg.fisher_kind,
                               chunk_size=self.cfg.fisher_chunk)
-        return {k: raw[by_key[k]] for k in keys}
+        return scale_fisher({k: raw[by_key[k]] for k in keys}, self.cfg.fisher_scale, len(table))
 
     def carry_fisher(self, step: int, new: dict[str, torch.Tensor]) -> None:
         self.fisher = combine_fisher(self.fisher, new, self.cfg.fisher_carry, step=step + 1)

@@ -25,6 +25,10 @@ class EwcOptions(BaseModel):
     """EWC (FR-LoRA Eq. 2-3) on the base model, and how its Fisher is estimated and carried."""
 
     ewc_lambda: float = Field(1.0, ge=0)  # section 5.1: lambda = 1
+    # the Fisher's scale, for Eq. 2 and Eq. 4 alike: "mean" over samples as Eq. 3 writes it; "sum" over the samples
+    # (N times larger: the scale of a log-likelihood summed over the data, as Kirkpatrick et al.'s EWC has it);
+    # "max": divided by its largest entry, so that lambda is the weight of the most important parameter
+    fisher_scale: Literal["mean", "sum", "max"] = "mean"
     fisher_kind: Literal["empirical", "true"] = "empirical"  # Eq. 3 as written: y from the data
     fisher_carry: Literal["latest", "accumulate", "average"] = "latest"  # Eq. 2: F^(t-1) of the previous task
     fisher_samples: int | None = Field(None, gt=0)  # cap on samples for Eq. 3 (None: the whole train split)
