@@ -114,7 +114,6 @@ def main() -> None:
         rows.append({"measure": what, "pairs/s": round(value, 1), "note": note})
         print(f"{what:<52} {value:8.1f} pairs/s {note}", flush=True)
 
-    forced_bf16 = "bf16" if fast_bf16 else "bf16-emulated"
     # training
     record("train fp32, length-bucketed (frkit default)", bench_train(source, tokenizer, train, "fp32", True, bs, ml))
     record("train fp32, plain shuffled batches", bench_train(source, tokenizer, train, "fp32", False, bs, ml))

@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -34,10 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     p_sw = sub.add_parser("sweep", help="run methods/variants x seeds x orders from a sweep file and summarise them")
     p_sw.add_argument("sweep", help="params/sweeps/*.yaml")
     p_sw.add_argument("--only", nargs="+", help="run only these labels")
+    p_sw.add_argument("--seeds", nargs="+", type=int, help="run only these seeds of the sweep's")
+    p_sw.add_argument("--orders", nargs="+", help="run only these orders (tags such as en-es-ja)")
     p_sw.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a key in every run")
     p_sw.add_argument("--summary-only", action="store_true",
                       help="rebuild summary.md / summary.csv from the sweep's results folder, train nothing")
     p_sw.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process (default 1)")
+    p_sw.add_argument("--readme", help="also rewrite this README's results block for the sweep (with --summary-only)")
     p_pack = sub.add_parser("pack", help="pack the (trimmed) encoder and the data of a params file into one .tar.xz")
     p_pack.add_argument("params", help="params/*.yaml")
     p_pack.add_argument("out", help="bundle path, e.g. outputs/pawsx_bundle.tar.xz")
@@ -71,9 +75,14 @@ def main(argv: list[str] | None = None) -> int:
             from frkit.sweep import load_sweep, run_sweep, summarize_sweep
 
             if args.summary_only:
-                summarize_sweep(load_sweep(args.sweep, _overrides(args.param)))
+                sweep = load_sweep(args.sweep, _overrides(args.param))
+                results = summarize_sweep(sweep)
+                if args.readme:
+                    from frkit.reports.compare import update_readme
+
+                    update_readme(Path(args.readme), sweep, results, args.sweep)
             else:
-                run_sweep(args.sweep, args.only, _overrides(args.param), jobs=args.jobs)
+                run_sweep(args.sweep, args.only, _overrides(args.param), jobs=args.jobs, seeds=args.seeds, orders=args.orders)
         elif args.command == "pack":
             from frkit.pack import pack_bundle
 

@@ -48,10 +48,15 @@ def config_from_namespace(namespace: dict[str, Any]) -> BaseRunConfig:
     return make_config(values, source=source)
 
 
+TEMPLATES = Path(__file__).resolve().parent / "reports" / "templates"
+
+
 def render_html(notebook: Path, html: Path) -> Path:
+    """A self-contained HTML report that opens offline (``reports/templates/frkit_offline``: no CDN scripts)."""
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_filename(str(notebook))
+    exporter = HTMLExporter(extra_template_basedirs=[str(TEMPLATES)], template_name="frkit_offline")
+    body, _ = exporter.from_filename(str(notebook))
     html.write_text(body, encoding="utf-8")
     return html
 
@@ -70,9 +75,9 @@ def run_notebook(notebook: str | Path, params_file: str | Path | None = None, ou
     """Execute ``notebook`` with papermill and write ``.ipynb`` and ``.html``; returns both paths.
 
     The kernel runs in the notebook's own folder, as in JupyterLab. ``params_file`` (a path from the working
-    folder, as typed on a command line) and ``parameters`` are injected; ``params_file=None`` injects
-    ``params_file = None``, so only ``parameters`` and the configuration defaults count. Everything is
-    validated before the kernel starts. Output goes to ``out_dir`` (default ``<output_dir>/<run_name>/reports/``).
+    folder, as typed on a command line) and ``parameters`` are injected over the notebook's parameters cell;
+    without ``params_file`` the notebook keeps its own (the demo's). The parameters are validated before the
+    kernel starts. Output goes to ``out_dir`` (default ``<output_dir>/<run_name>/reports/``).
     ``execution_timeout``: seconds a cell may run (None: no limit); a cell past it raises
     :class:`NotebookCellTimeout` naming the cell.
     """
@@ -82,8 +87,9 @@ def run_notebook(notebook: str | Path, params_file: str | Path | None = None, ou
     notebook = Path(notebook).resolve()
     if not notebook.is_file():
         raise FrkitInputError(f"notebook {notebook} does not exist")
-    injected = {PARAMS_FILE: _portable(params_file) if params_file else None, **parameters}
-    values = {**(read_params(Path(params_file)) if params_file else {}), **parameters}
+    injected = {**({PARAMS_FILE: _portable(params_file)} if params_file else {}), **parameters}
+    keys = set(config_class().model_fields)
+    values = {**(read_params(Path(params_file)) if params_file else {}), **{k: v for k, v in parameters.items() if k in keys}}
     cfg = make_config(values, source=str(params_file or "parameters"))
     out_dir = Path(out_dir) if out_dir else cfg.run_dir / "reports"
     out_dir.mkdir(parents=True, exist_ok=True)

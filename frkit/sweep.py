@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 import yaml
 
 from frkit.config import BaseRunConfig, make_config, read_params
@@ -167,6 +168,25 @@ def _is_finished(folder: Path) -> bool:
     return (folder / "metrics.json").is_file()
 
 
+def check_results_match(sweep: Sweep, key: RunKey, cfg: BaseRunConfig) -> None:
+    """Results kept for a run must have been made with the run's parameters now: a changed base file or sweep
+    entry would otherwise be summarised with numbers from other settings."""
+    from frkit.artifacts import RESUME_FREE_KEYS, LEGACY_VALUES
+    from frkit.config import default_params
+
+    folder = sweep.result_folder(key)
+    saved = yaml.safe_load((folder / "params.yaml").read_text()) if (folder / "params.yaml").is_file() else None
+    if saved is None:
+        raise FrkitInputError(f"{folder}: results without params.yaml; delete the folder to run {key} again")
+    now = cfg.model_dump()
+    saved = {**{k: v for k, v in {**default_params(), **LEGACY_VALUES}.items() if k not in saved}, **saved}
+    changed = sorted(k for k in set(saved) | set(now) if k not in RESUME_FREE_KEYS and saved.get(k) != now.get(k))
+    if changed:
+        diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
+        raise FrkitInputError(f"results of {key} in {folder} were made with other parameters ({diffs}); "
+                              "delete that folder to run it again, or restore the parameters")
+
+
 def export_run(run_dir: Path, target: Path) -> None:
     """Copy a finished run's small files (never checkpoints or tensors) into the results folder, atomically."""
     tmp = target.with_name(target.name + ".tmp")
@@ -179,25 +199,32 @@ def export_run(run_dir: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def run_sweep(path: str | Path, only: list[str] | None = None, overrides: dict | None = None, jobs: int = 1):
-    """Train every (run, order, seed) of the sweep file whose results are not there yet, then summarise."""
+def run_sweep(path: str | Path, only: list[str] | None = None, overrides: dict | None = None, jobs: int = 1,
+              seeds: list[int] | None = None, orders: list[str] | None = None):
+    """Train every (run, order, seed) of the sweep file whose results are not there yet, then summarise.
+
+    ``only`` / ``seeds`` / ``orders`` (order tags such as ``en-es-ja``) pick a part of the sweep."""
     from frkit.runner import run
 
     if jobs < 1:
         raise FrkitInputError(f"--jobs {jobs}: expected a whole number >= 1")
     sweep = load_sweep(path, overrides)
-    if only:
-        unknown = sorted(set(only) - set(sweep.labels))
+    known_orders = sorted({k.order_tag for k in sweep.configs})
+    for given, known, flag in ((only, sweep.labels, "--only"), (seeds, sweep.seeds, "--seeds"),
+                               (orders, known_orders, "--orders")):
+        unknown = sorted(set(given or []) - set(known))
         if unknown:
-            raise FrkitInputError(f"sweep file {path}: --only {unknown} not among its runs {sweep.labels}")
+            raise FrkitInputError(f"sweep file {path}: {flag} {unknown} not among its {known}")
     # seed-major, then order: a stopped sweep already holds a complete comparison for its first seed and order
     rank = {(s, o): i for i, (s, o) in enumerate(itertools.product(sweep.seeds, _all_orders(sweep)))}
-    todo = [(key, cfg) for key, cfg in sweep.configs.items() if not only or key.label in only]
+    todo = [(key, cfg) for key, cfg in sweep.configs.items()
+            if (not only or key.label in only) and (not seeds or key.seed in seeds) and (not orders or key.order_tag in orders)]
     todo.sort(key=lambda item: rank[(item[0].seed, item[0].order)])
     pending = []
     for key, cfg in todo:
         if _is_finished(sweep.result_folder(key)):
-            continue  # committed results: nothing to train
+            check_results_match(sweep, key, cfg)
+            continue  # committed results of these very parameters: nothing to train
         if _is_finished(cfg.run_dir):
             export_run(cfg.run_dir, sweep.result_folder(key))  # finished earlier, not yet exported
             continue

@@ -4,12 +4,15 @@ Everything is made here, from configs and seeded random numbers: no network, no 
 """
 from __future__ import annotations
 
+import json
 import random
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import yaml
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
@@ -102,3 +105,63 @@ def run_notebook_bounded(notebook, params_file=None, out_dir=None, **parameters)
     from frkit.notebook import run_notebook
 
     return run_notebook(notebook, params_file, out_dir, execution_timeout=NOTEBOOK_CELL_TIMEOUT, **parameters)
+
+
+def write_result(results: Path, label: str, seed: int, finals: dict, forgetting: float = -0.01,
+                 order=("en", "es", "ja"), trainable: int = 1000, seconds: float = 10.0, params: dict | None = None) -> Path:
+    """A finished run's results files, written by hand: only what the summary, the claims and the figures read."""
+    folder = results / label / "-".join(order) / f"seed{seed}"
+    folder.mkdir(parents=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "marketplaces": list(order), **(params or {})}))
+    names = list(order)
+    metrics = {"marketplaces": names, "final_auc": finals, "average_auc": float(np.mean(list(finals.values()))),
+               "forgetting": forgetting, "backward_transfer": forgetting, "forward_transfer": 0.1,
+               "trainable_params": {n: trainable for n in names}, "auc_matrix": [[0.5] * 3] * 3}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    steps = [{"step": i, "marketplace": n, "learn_seconds": seconds, "eval_seconds": 1.0, "cpu_seconds": 2 * seconds}
+             for i, n in enumerate(names)]
+    (folder / "progress.json").write_text(json.dumps({"steps": steps, "init_aucs": [0.5] * 3}))
+    return folder
+
+
+
+def build_notebook_project(root: Path, model_dir: Path, data_dir: Path) -> Path:
+    """A project as a user has it (pyproject.toml, params/demo.yaml, notebooks/, results/), on the tiny model and
+    data: every notebook of the repository opens there and runs as committed, in seconds."""
+    import shutil
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    (root / "params" / "sweeps").mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "frkit-notebook-fixture"\n')
+    demo = dict(run_name="demo", output_dir="outputs", seed=0, method="sequential", data_source="pawsx",
+                data_path=str(data_dir), marketplaces=["en", "es", "ja"], model_name_or_path=str(model_dir),
+                trim_vocab=False, max_length=32, epochs=1, batch_size=8, eval_batch_size=32, patience=1, lr=1e-3,
+                adapter_lr=1e-2, lora_rank=2, lora_alpha=4, prefix_tokens=3, eval_every_steps=2)
+    (root / "params" / "demo.yaml").write_text(yaml.safe_dump(demo))
+    shutil.copytree(repo / "notebooks", root / "notebooks")
+    labels = ["independent", "sequential", "joint", "lora", "replay", "ewc", "fr_lora", "fr_lora_beta0", "fr_dora",
+              "adapter", "adapter_fusion", "attention_distillation", "attention_distillation_t0",
+              "attention_distillation_t01", "attention_distillation_t05"]
+    sweep = {"base": "../demo.yaml", "name": "cpu_stsb", "seeds": [0, 1, 2], "results": "results/cpu_stsb",
+             "runs": {label: {"method": "sequential"} for label in labels}}
+    (root / "params" / "sweeps" / "cpu_stsb.yaml").write_text(yaml.safe_dump(sweep))
+    rng = np.random.default_rng(0)
+    for i, label in enumerate(labels):
+        for seed in range(3):
+            finals = dict(zip(["en", "es", "ja"], (0.7 + 0.005 * i + rng.normal(0, 0.01, 3)).round(4).tolist()))
+            write_result(root / "results" / "cpu_stsb", label, seed, finals, forgetting=-0.002 * i,
+                         trainable=10_000 * (i + 1), seconds=10 + i)
+    strength = {"base": "../demo.yaml", "name": "cpu_stsb_ewc", "seeds": [0], "results": "results/cpu_stsb_ewc",
+                "runs": {**{f"ewc_mean_{lam}": {"method": "ewc", "ewc_lambda": lam} for lam in (1, 100, 10000)},
+                         **{f"fr_lora_beta{b}": {"method": "fr_lora", "beta": b} for b in (0.0, 0.01, 1.0)}}}
+    (root / "params" / "sweeps" / "cpu_stsb_ewc.yaml").write_text(yaml.safe_dump(strength))
+    for label, run in strength["runs"].items():
+        write_result(root / "results" / "cpu_stsb_ewc", label, 0, {"en": 0.7, "es": 0.71, "ja": 0.72}, params=run)
+    return root
+
+
+@pytest.fixture(scope="session")
+def notebook_project(tmp_path_factory, tiny_model_dir, tiny_pawsx) -> Path:
+    return build_notebook_project(tmp_path_factory.mktemp("nbproject"), tiny_model_dir, tiny_pawsx)

@@ -1,12 +1,10 @@
-"""Report functions (frkit.reports) against hand-computed cases, and notebooks 03 / 05 executed headless."""
+"""Report functions (frkit.reports) against hand-computed cases (the notebooks themselves: test_notebooks)."""
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 import torch
 
-from conftest import run_notebook_bounded
 from frkit.config import make_config
 from frkit.reports.fisher import downsample, split_key, topk_overlap
 from frkit.reports.projection import auc_with_and_without_projection, projection_table
@@ -46,13 +44,3 @@ def test_reloaded_method_reproduces_the_final_row_and_projection_arms(fr_run):
     # projecting the older adapters leaves them in the last adapter's subspaces
     method.project_older_adapters()
     assert projection_table(method)[["residual_A", "residual_B"]].to_numpy().max() < 1e-4
-
-
-@pytest.mark.parametrize("name", ["03_fisher_inspection.ipynb", "05_projection_analysis.ipynb"])
-def test_analysis_notebooks_run_headless(name, tiny_params, tmp_path):
-    params = tiny_params(method="fr_lora", run_name="nb_fr", epochs=1)
-    out_nb, html = run_notebook_bounded(ROOT / "notebooks" / name, None, tmp_path / "reports", **params)
-    nb = nbformat.read(out_nb, as_version=4)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
-    assert "updatemenus" in html.read_text() or name.startswith("05")

@@ -97,7 +97,6 @@ def test_without_translation_every_batch_gets_task_and_distillation(tiny_params,
 
 
 def test_attention_distillation_resumes_exactly(tiny_params, monkeypatch):
-    import frkit.methods.base as base
 
     params = tiny_params(method="attention_distillation", run_name="ad_ref", epochs=1)
     reference = run(make_config(params), show_progress=False)
@@ -122,18 +121,3 @@ def test_attention_distillation_resumes_exactly(tiny_params, monkeypatch):
     np.testing.assert_allclose(resumed.auc_matrix, reference.auc_matrix, atol=1e-6)
     steps = json.loads((cfg.run_dir / "progress.json").read_text())["steps"]
     assert [s["trainable_params"] > 0 for s in steps] == [True, True, True]
-
-
-def test_attention_notebook_runs_headless(tiny_params, tmp_path):
-    from pathlib import Path
-
-    import nbformat
-
-    from conftest import run_notebook_bounded
-
-    root = Path(__file__).resolve().parents[1]
-    params = tiny_params(method="attention_distillation", run_name="nb_ad", epochs=1)
-    out_nb, html = run_notebook_bounded(root / "notebooks" / "04_attention_scores.ipynb", None, tmp_path / "r", **params)
-    nb = nbformat.read(out_nb, as_version=4)
-    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert "updatemenus" in html.read_text()

@@ -4,7 +4,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from frkit.config import default_params, load_params, make_config
+from frkit.config import load_params, make_config
 from frkit.errors import FrkitInputError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from frkit.methods.options import LoraOptions
 from frkit.models.cross_encoder import CrossEncoder
 from frkit.models.merge import merged_cross_encoder
 from frkit.models.peft_adapters import add_adapter, lora_config

@@ -1,22 +1,57 @@
-"""Both notebooks executed headless by papermill with tiny parameters, and rendered to HTML."""
+"""Every notebook executed headless by papermill as committed (its parameters cell names params/demo.yaml) in a
+project on the tiny model and data, rendered to a self-contained HTML report; the report opened in Chromium.
+
+Each notebook runs once per session (``rendered``); the JupyterLab test then reuses the finished run folders.
+"""
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from browser import browser_or_skip, chromium, wait_for
 from conftest import run_notebook_bounded
 
-ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ["01_data_prep.ipynb", "02_train.ipynb", "03_fisher_inspection.ipynb", "04_attention_scores.ipynb",
+             "05_projection_analysis.ipynb", "06_compare.ipynb"]
+MIN_HEIGHT = 200  # px
+_REPORTS: dict[str, tuple[Path, Path]] = {}
 
 
-@pytest.mark.parametrize("name", ["01_data_prep.ipynb", "02_train.ipynb"])
-def test_notebook_runs_headless_and_renders(name, tiny_params, tmp_path):
-    params = tiny_params(method="lora", run_name="nb", epochs=1)
-    out_nb, html = run_notebook_bounded(ROOT / "notebooks" / name, None, tmp_path / "reports", **params)
+@pytest.fixture
+def rendered(notebook_project, tmp_path_factory):
+    """(executed notebook, HTML report) of a notebook, run as committed once per session."""
+    def render(name: str) -> tuple[Path, Path]:
+        if name not in _REPORTS:
+            out = tmp_path_factory.mktemp("reports")
+            _REPORTS[name] = run_notebook_bounded(notebook_project / "notebooks" / name, None, out)
+        return _REPORTS[name]
+
+    return render
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_headless_and_renders(name, rendered, notebook_project):
+    out_nb, html = rendered(name)
     nb = nbformat.read(out_nb, as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
+    assert not errors, [f"{e['ename']}: {e['evalue']}" for e in errors]
     text = html.read_text()
-    assert "plotly" in text.lower() and len(text) > 1_000_000  # plotly.js embedded: figures show offline
+    assert not re.search(r"<script[^>]*\ssrc=[\"']https?://", text)  # opens offline: no script from a CDN
+    assert text.count("window.PlotlyConfig") == 1  # plotly.js embedded exactly once, however many figures
     if name == "02_train.ipynb":
-        assert (Path(params["output_dir"]) / "nb" / "metrics.json").exists()
+        assert (notebook_project / "outputs" / "demo" / "metrics.json").exists()  # output_dir from the project root
+    if name in ("03_fisher_inspection.ipynb", "04_attention_scores.ipynb"):
+        assert "updatemenus" in text  # the static report's dropdowns
+
+
+@pytest.mark.skipif(browser_or_skip() is not None, reason=str(browser_or_skip()))
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_static_report_draws_every_figure_in_chromium(name, rendered):
+    _, html = rendered(name)
+    with chromium() as driver:
+        driver.get(html.as_uri())
+        figures = wait_for(driver, "const f = Array.from(document.querySelectorAll('.plotly-graph-div')).map(p => "
+                                   "({height: p.getBoundingClientRect().height, svg: p.querySelectorAll('svg.main-svg').length}));"
+                                   "return f.length && f.every(x => x.svg > 0) ? f : null", 60, f"{name}'s report figures")
+    assert all(f["height"] > MIN_HEIGHT for f in figures), figures

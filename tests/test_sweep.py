@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import write_result
 from frkit.cli import main
 from frkit.errors import FrkitInputError
 from frkit.sweep import load_sweep, run_sweep
@@ -50,8 +51,12 @@ def test_bad_run_parameter_names_the_run_and_key(tmp_path, tiny_params):
 
 def test_only_with_unknown_label_fails_before_training(tmp_path, tiny_params):
     path = write_sweep(tmp_path, tiny_params(), {"runs": {"seq": {"method": "sequential"}}})
-    with pytest.raises(FrkitInputError, match=r"--only \['sequentail'\] not among its runs \['seq'\]"):
+    with pytest.raises(FrkitInputError, match=r"--only \['sequentail'\] not among its \['seq'\]"):
         run_sweep(path, only=["sequentail"])
+    with pytest.raises(FrkitInputError, match=r"--seeds \[7\] not among its \[0\]"):
+        run_sweep(path, seeds=[7])
+    with pytest.raises(FrkitInputError, match=r"--orders \['ja-en-es'\] not among its \['en-es-ja'\]"):
+        run_sweep(path, orders=["ja-en-es"])
     with pytest.raises(FrkitInputError, match=r"--jobs 0: expected a whole number >= 1"):
         run_sweep(path, jobs=0)
     assert not (tmp_path / "outputs").exists()
@@ -140,22 +145,6 @@ def test_bad_orders_fail_before_any_run(tmp_path, tiny_params, orders, match):
     assert not (tmp_path / "outputs").exists()
 
 
-def write_result(results: Path, label: str, seed: int, finals: dict, forgetting: float = -0.01,
-                 order=("en", "es", "ja"), trainable: int = 1000, seconds: float = 10.0) -> Path:
-    """A finished run's results files, written by hand: only what the summary and the claims read."""
-    folder = results / label / "-".join(order) / f"seed{seed}"
-    folder.mkdir(parents=True)
-    names = list(order)
-    metrics = {"marketplaces": names, "final_auc": finals, "average_auc": float(np.mean(list(finals.values()))),
-               "forgetting": forgetting, "backward_transfer": forgetting, "forward_transfer": 0.1,
-               "trainable_params": {n: trainable for n in names}, "auc_matrix": [[0.5] * 3] * 3}
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    steps = [{"step": i, "marketplace": n, "learn_seconds": seconds, "eval_seconds": 1.0, "cpu_seconds": 2 * seconds}
-             for i, n in enumerate(names)]
-    (folder / "progress.json").write_text(json.dumps({"steps": steps, "init_aucs": [0.5] * 3}))
-    return folder
-
-
 def fixture_sweep(tmp_path, tiny_params, labels=("independent", "fr_lora")) -> Path:
     return write_sweep(tmp_path, tiny_params(), {"name": "fx", "seeds": [0, 1, 2],
                                                  "runs": {lab: {"method": "sequential"} for lab in labels}})
@@ -209,8 +198,10 @@ def test_missing_and_half_written_runs_are_marked_never_averaged(tmp_path, tiny_
 
 def test_committed_results_are_skipped_and_summary_only_uses_them_alone(tmp_path, tiny_params, capsys):
     path = fixture_sweep(tmp_path, tiny_params)
-    for (label, seed), f in FINALS.items():
-        write_result(tmp_path / "results", label, seed, dict(zip(["en", "es", "ja"], f)))
+    sweep = load_sweep(path)
+    for key, cfg in sweep.configs.items():
+        write_result(tmp_path / "results", key.label, key.seed, dict(zip(["en", "es", "ja"], FINALS[(key.label, key.seed)])),
+                     params=cfg.model_dump())
     run_sweep(path)  # every run has results: nothing trains
     assert "6 of 6 runs already have results; 0 to train" in capsys.readouterr().out
     assert not (tmp_path / "outputs").exists()
@@ -218,6 +209,11 @@ def test_committed_results_are_skipped_and_summary_only_uses_them_alone(tmp_path
     (tmp_path / "results" / "summary.md").unlink()
     assert main(["sweep", str(path), "--summary-only"]) == 0
     assert (tmp_path / "results" / "summary.md").read_text() == first
+    # results made with other parameters are refused, not summarised as if they were these
+    base = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**base, "lr": 0.5}))
+    with pytest.raises(FrkitInputError, match=r"results of fr_lora \[en-es-ja\] seed 0 .* other parameters \(lr: 0.001 -> 0.5\)"):
+        run_sweep(path)
 
 
 def test_claim_verdicts_follow_the_numbers(tmp_path, tiny_params):

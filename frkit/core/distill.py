@@ -75,7 +75,6 @@ def attention_distillation_loss(teacher: Mapping[int, torch.Tensor], student: Ma
     """
     if set(teacher) != set(student) or not teacher:
         raise ValueError(f"teacher layers {sorted(teacher)} and student layers {sorted(student)} must match")
-    losses = []
     with full_precision():  # Eq. 9 in fp32 inside a bf16 training step
         return _layer_losses(teacher, student, mask, renormalise, reduction)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from frkit.data.marketplace import COLUMNS, Marketplace
+from frkit.data.marketplace import Marketplace
 from frkit.data.parallel import parallel_marketplaces
 from frkit.data.table import to_pairs
 from frkit.data.validate import require_dir, require_file

@@ -1,7 +1,6 @@
 """Fusion attention of Attention Distillation runs: KL per layer, figures and explorer of notebook 04 (no training)."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go

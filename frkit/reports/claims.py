@@ -152,3 +152,20 @@ def claims_table(runs: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     if runs.empty:
         runs = pd.DataFrame(columns=["label", "order", "seed"])
     return pd.DataFrame([check(c, runs) for c in paper_claims(names)])
+
+
+def claims_markdown(table: pd.DataFrame) -> str:
+    """The claims table as markdown: measured difference ± std (n), verdict by the rule of this module."""
+    rows = []
+    for _, r in table.iterrows():
+        diff = "–" if not np.isfinite(r["difference"]) else (
+            f"{r['difference']:+.4f}" + (f" ± {r['std']:.4f}" if np.isfinite(r["std"]) and r["std"] > 0 else ""))
+        rows.append({"paper": r["paper"], "where": r["where"], "claim": r["claim"], "compared": r["comparison"],
+                     "measured (mean ± std)": diff, "n": int(r["n"]), "verdict": r["verdict"]})
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
+VERDICT_RULE = ("Verdict: *reproduced* when the mean paired difference (same seed and order) has the claimed sign and "
+                "its two-sided 95% t-interval over the seeds x orders excludes zero; *not reproduced* when the interval "
+                "lies on the other side; *within noise* when it contains zero; *one run* with a single pair; "
+                "*missing* when a row the claim needs has no results. Parameter-count claims are compared exactly.")

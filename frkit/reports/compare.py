@@ -160,7 +160,10 @@ def _millions(n: float) -> str:
 
 
 def write_summary(sweep, results: SweepResults) -> str:
-    """summary.md, summary.csv (one row per run label) and runs.csv (one row per run) in the results folder."""
+    """summary.md, summary.csv (one row per run label), runs.csv (one row per run) and claims.md (both papers'
+    claims checked on these runs) in the results folder."""
+    from frkit.reports.claims import VERDICT_RULE, claims_markdown, claims_table
+
     out = sweep.results_dir
     out.mkdir(parents=True, exist_ok=True)
     text = summary_markdown(results)
@@ -169,4 +172,162 @@ def write_summary(sweep, results: SweepResults) -> str:
     if not summary.empty:
         summary.join(relative_frame(results), how="left").to_csv(out / "summary.csv", float_format="%.6g")
         results.frame().to_csv(out / "runs.csv", index=False, float_format="%.6g")
+        claims = claims_table(results.frame(), sorted(sweep.orders[0]))
+        (out / "claims.md").write_text(f"# Claims checked on sweep `{sweep.name}`\n\n{VERDICT_RULE}\n\n"
+                                       f"{claims_markdown(claims)}\n")
     return text
+
+
+README_BEGIN = "<!-- frkit:results {name} begin: written by `frkit sweep {file} --summary-only --readme README.md` -->"
+README_END = "<!-- frkit:results {name} end -->"
+
+
+def readme_section(sweep, results: SweepResults) -> str:
+    """What the README shows of a sweep: the claims as checked and the summary table, from the results folder."""
+    from frkit.reports.claims import VERDICT_RULE, claims_markdown, claims_table
+
+    summary = summary_markdown(results)
+    table = summary.split("## Summary", 1)[1].split("## Relative")[0].split("## Missing")[0].strip() if \
+        "## Summary" in summary else "No finished runs yet."
+    claims = claims_table(results.frame(), sorted(sweep.orders[0]))
+    counts = ", ".join(f"{v} {k}" for k, v in claims["verdict"].value_counts().items())
+    return "\n".join([
+        f"{len(results.runs)} of {len(sweep.configs)} runs of `{sweep.path.as_posix()}` have results in "
+        f"`{sweep.results_dir.name}/` ({counts}).", "", VERDICT_RULE, "", claims_markdown(claims), "",
+        "Every row (mean ± sample std over seeds x orders; `runs` found of expected):", "", table])
+
+
+def update_readme(readme: Path, sweep, results: SweepResults, sweep_file: str) -> None:
+    """Replace the README's block between the sweep's markers (added at the end when absent)."""
+    begin, end = README_BEGIN.format(name=sweep.name, file=sweep_file), README_END.format(name=sweep.name)
+    text = readme.read_text()
+    block = f"{begin}\n{readme_section(sweep, results)}\n{end}"
+    start = text.find(f"<!-- frkit:results {sweep.name} begin")
+    if start >= 0:
+        stop = text.index(end, start) + len(end)
+        text = text[:start] + block + text[stop:]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    readme.write_text(text)
+
+
+# -- the papers' tables and figures over a sweep (notebook 06) ---------------------------------------------------
+FR_TABLE_ROWS = [  # FR-LoRA Tables 1-2, in the paper's order (rows the sweep lacks are skipped)
+    ("independent", "Independent (1x)"), ("joint", "Multilingual (all data, upper bound)"), ("sequential", "Sequential"),
+    ("replay", "Experience Replay"), ("prefix", "Prefix tuning"), ("progressive_prefix", "Progressive Prefix"),
+    ("lora", "LoRA"), ("dora", "DoRA"), ("lora_stacking", "LoRA Sequential Stacking"),
+    ("lora_merge_linear", "LoRA merge (linear)"), ("lora_merge_svd", "LoRA merge (svd)"),
+    ("magmax+independent", "MagMax + independent"), ("magmax+sequential", "MagMax + sequential"),
+    ("opcm+independent", "OPCM + independent"), ("opcm+sequential", "OPCM + sequential"), ("o_lora", "O-LoRA"),
+    ("ewc", "EWC"), ("fr_lora", "FR-LoRA"), ("fr_lora+proj", "FR-LoRA + Proj."), ("fr_lora+lr_decay", "FR-LoRA + Lr-Decay"),
+    ("fr_lora+lr_decay+proj", "FR-LoRA + Lr-Decay + Proj."), ("fr_dora", "FR-DoRA"), ("fr_dora+lr_decay", "FR-DoRA + Lr-Decay"),
+]
+AD_TABLE_ROWS = [("independent", "SM (single marketplace)"), ("sequential", "Sequential fine-tuning"),
+                 ("adapter", "Adapter"), ("adapter_fusion", "Adapter Fusion (all data, not sequential)"),
+                 ("attention_distillation", "Attention Distillation (30% translated)")]
+TRANSLATION_ROWS = {0.0: "attention_distillation_t0", 0.1: "attention_distillation_t01", 0.3: "attention_distillation",
+                    0.5: "attention_distillation_t05"}
+
+
+def _runs_of(results: SweepResults, label: str) -> dict:
+    return {k: r for k, r in results.runs.items() if k.label == label}
+
+
+def relative_paper_table(results: SweepResults, rows=FR_TABLE_ROWS, baseline: str = "independent") -> pd.DataFrame:
+    """FR-LoRA Table 1/2: per marketplace and on average, final ROC-AUC minus Independent's (paired), mean ± std."""
+    rel = relative_frame(results, baseline)
+    names = sorted(results.sweep.orders[0])
+    out = {}
+    for label, title in rows:
+        if label == baseline and any(k.label == baseline for k in results.runs):
+            out[title] = {n: "1x" for n in names + ["average"]}
+        elif label in rel.index:
+            r = rel.loc[label]
+            out[title] = {n: fmt(r[f"{n} diff mean"], r[f"{n} diff std"]) for n in names + ["average"]}
+            out[title]["pairs"] = int(r["pairs"])
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def absolute_table(results: SweepResults, rows, metrics=("average_auc", "forgetting")) -> pd.DataFrame:
+    """Final ROC-AUC per marketplace (and ``metrics``), mean ± std, with trainable parameters, for ``rows``."""
+    summary = summary_frame(results)
+    names = sorted(results.sweep.orders[0])
+    out = {}
+    for label, title in rows:
+        if label not in summary.index or summary.loc[label, "runs"] == 0:
+            continue
+        r = summary.loc[label]
+        out[title] = {**{n: fmt(r[f"final {n} mean"], r[f"final {n} std"]) for n in names},
+                      **{m.replace("_", " "): fmt(r[f"{m} mean"], r[f"{m} std"]) for m in metrics},
+                      "trainable": _millions(r["trainable_params"]), "runs": f"{int(r['runs'])}/{int(r['expected'])}"}
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def bar_figure(results: SweepResults, labels: list[tuple[str, str]], metric: str, title: str, yaxis: str):
+    """Bars of ``metric`` (mean, sample-std error bars) for the labels the sweep has."""
+    import plotly.graph_objects as go
+
+    summary = summary_frame(results)
+    shown = [(label, name) for label, name in labels if label in summary.index and summary.loc[label, "runs"] > 0]
+    means = [summary.loc[label, f"{metric} mean"] for label, _ in shown]
+    stds = [summary.loc[label, f"{metric} std"] for label, _ in shown]
+    fig = go.Figure(go.Bar(x=[n for _, n in shown], y=means,
+                           error_y={"type": "data", "array": [0 if not np.isfinite(s) else s for s in stds]},
+                           text=[f"{m:.4f}" for m in means]))
+    fig.update_layout(title=title, yaxis_title=yaxis)
+    return fig
+
+
+def translation_figure(results: SweepResults):
+    """AD Figure 4: mean final ROC-AUC of the older marketplaces (those translated into) and wall time per run,
+    against the share of the new marketplace's data translated."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("older marketplaces' final ROC-AUC", "wall time per run (s)"))
+    xs, ys, es, ts = [], [], [], []
+    for fraction, label in TRANSLATION_ROWS.items():
+        runs = _runs_of(results, label)
+        if not runs:
+            continue
+        older = [np.mean([r[f"final {m}"] for m in k.order[:-1]]) for k, r in runs.items()]
+        mean, std, _ = mean_std(older)
+        xs.append(fraction)
+        ys.append(mean)
+        es.append(0 if not np.isfinite(std) else std)
+        ts.append(mean_std(r["wall_seconds"] for r in runs.values())[0])
+    fig.add_trace(go.Scatter(x=xs, y=ys, error_y={"type": "data", "array": es}, mode="lines+markers", name="ROC-AUC"),
+                  row=1, col=1)
+    fig.add_trace(go.Scatter(x=xs, y=ts, mode="lines+markers", name="seconds"), row=1, col=2)
+    fig.update_xaxes(title_text="share of D_t translated into each older language")
+    fig.update_layout(title="Attention Distillation, Figure 4: translation share", showlegend=False)
+    return fig
+
+
+def strength_figure(results: SweepResults, prefix: str, parameter: str, groups: dict[str, str]):
+    """AUC and forgetting against a penalty strength (ewc_lambda or beta), one line per Fisher scale (``groups``:
+    label prefix -> legend name); the x value is read from each run's params."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    import yaml
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("average ROC-AUC", "forgetting (higher = less)"))
+    for group, name in groups.items():
+        points = []
+        for key, record in results.runs.items():
+            if not key.label.startswith(group):
+                continue
+            params = yaml.safe_load((results.sweep.result_folder(key) / "params.yaml").read_text())
+            points.append((params[parameter], record["average_auc"], record["forgetting"]))
+        points.sort()
+        if not points:
+            continue
+        x = [max(p[0], 1e-8) for p in points]  # beta 0 on a log axis: drawn at 1e-8
+        fig.add_trace(go.Scatter(x=x, y=[p[1] for p in points], mode="lines+markers", name=name, legendgroup=name),
+                      row=1, col=1)
+        fig.add_trace(go.Scatter(x=x, y=[p[2] for p in points], mode="lines+markers", name=name, legendgroup=name,
+                                 showlegend=False), row=1, col=2)
+    fig.update_xaxes(type="log", title_text=parameter)
+    fig.update_layout(title=f"{prefix}: {parameter} over decades")
+    return fig
