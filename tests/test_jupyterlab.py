@@ -51,6 +51,7 @@ def _change_dropdown(driver, description: str) -> str:
     raise AssertionError(f"no dropdown labelled {description!r} in the explorer")
 
 
+@pytest.mark.timeout(1200)  # six notebooks, each bounded by run_all's own 300 s
 def test_every_notebook_runs_in_jupyterlab_and_draws_its_figures(notebook_project, tmp_path):
     shots = _screenshot_dir(tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
