@@ -11,6 +11,7 @@ last finished marketplace with everything before it intact.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -53,6 +54,25 @@ def git_revision() -> str | None:
         return None
 
 
+def code_hash() -> str:
+    """sha256 of the frkit sources as this process imported them (computed once, at import): what a result was
+    made with, even from a dirty tree or in a long-lived worker that started before later commits."""
+    return _CODE_HASH
+
+
+def _hash_sources() -> str:
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+_CODE_HASH = _hash_sources()
+_CODE_REVISION = git_revision()  # the revision this process's code came from (not the tree's at a later run start)
+
+
 def environment(seed: int) -> dict:
     import torch
 
@@ -65,7 +85,8 @@ def environment(seed: int) -> dict:
     return {
         "versions": versions,
         "python": platform.python_version(),
-        "git_revision": git_revision(),
+        "git_revision": _CODE_REVISION,
+        "frkit_code_sha256": code_hash(),
         "seed": seed,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
