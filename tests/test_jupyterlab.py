@@ -29,6 +29,14 @@ def _screenshot_dir(tmp_path: Path) -> Path:
     return ROOT / "docs" / "screenshots" if os.environ.get("FRKIT_UPDATE_SCREENSHOTS") == "1" else tmp_path
 
 
+@pytest.fixture
+def lab_project(notebook_project) -> Path:
+    """The fixture project; FRKIT_BROWSER_PROJECT=<folder> runs the same test on a real project instead (e.g. the
+    repository itself, for the screenshots in docs/: real demo runs and committed results, minutes on a CPU)."""
+    real = os.environ.get("FRKIT_BROWSER_PROJECT")
+    return Path(real).resolve() if real else notebook_project
+
+
 def _explorer_figure(driver) -> str:
     return driver.execute_script(
         "const outs = window.jupyterapp.shell.currentWidget.node.querySelectorAll('.widget-output .js-plotly-plot');"
@@ -51,14 +59,14 @@ def _change_dropdown(driver, description: str) -> str:
     raise AssertionError(f"no dropdown labelled {description!r} in the explorer")
 
 
-@pytest.mark.timeout(1200)  # six notebooks, each bounded by run_all's own 300 s
-def test_every_notebook_runs_in_jupyterlab_and_draws_its_figures(notebook_project, tmp_path):
+@pytest.mark.timeout(int(os.environ.get("FRKIT_LAB_TEST_TIMEOUT", 1200)))  # six notebooks, each bounded by run_all
+def test_every_notebook_runs_in_jupyterlab_and_draws_its_figures(lab_project, tmp_path):
     shots = _screenshot_dir(tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     seen = {}
-    with jupyterlab(notebook_project, tmp_path / "lab-settings", tmp_path / "lab.log") as (url, token), chromium() as driver:
+    with jupyterlab(lab_project, tmp_path / "lab-settings", tmp_path / "lab.log") as (url, token), chromium() as driver:
         for name in NOTEBOOKS:
-            state = run_all(driver, url, token, f"notebooks/{name}")
+            state = run_all(driver, url, token, f"notebooks/{name}", timeout=float(os.environ.get("FRKIT_RUN_ALL_TIMEOUT", 300)))
             errors = driver.execute_script(ERRORS)
             assert not errors, f"{name}: error outputs after Run All: {errors}"
             figures = driver.execute_script(FIGURES)
