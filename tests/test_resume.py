@@ -20,7 +20,7 @@ class Stop(KeyboardInterrupt):
     pass
 
 
-@pytest.mark.parametrize("method", ["sequential", "lora", "replay", "magmax", "opcm", "o_lora"])
+@pytest.mark.parametrize("method", ["sequential", "lora", "replay", "magmax", "opcm", "o_lora", "hat"])
 def test_stop_in_the_middle_of_a_marketplace_then_resume(method, tiny_params, monkeypatch):
     reference = run(make_config(tiny_params(method=method, run_name="ref")), show_progress=False)
 
@@ -30,7 +30,11 @@ def test_stop_in_the_middle_of_a_marketplace_then_resume(method, tiny_params, mo
     def fit_that_stops(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:  # marketplace 1 (es): stop after two optimiser steps, as Ctrl-C would
+            inner = kwargs.get("on_step")  # a method's own per-step hook (HAT) keeps running
+
             def on_step(step, loss):
+                if inner is not None:
+                    inner(step, loss)
                 if step == 2:
                     raise Stop()
             kwargs["on_step"] = on_step
