@@ -6,7 +6,7 @@ import torch
 
 from frkit.methods.b_cl import BclAdapter, dynamic_routing, squash
 from frkit.methods.hat import THRES_EMB, HatState, used_by
-from tests.test_hat import make_method
+from tests.test_hat import binary_mask_embedding, make_method
 
 
 def test_squash_and_routing_match_a_brute_force_loop():
@@ -48,7 +48,7 @@ def test_masks_protect_older_marketplaces_while_capsules_share_knowledge(tiny_pa
     with torch.no_grad():  # task 1's masks exactly binary, as in the HAT test
         for m in method.modules:
             for e in m.embeddings("en"):
-                e.copy_(torch.where(e >= 0, THRES_EMB, -THRES_EMB))
+                e.copy_(binary_mask_embedding(e))
     olders = method.older_masks()
     befores = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in method.modules]
     method.learn(1, ms[1], ms[:2])
