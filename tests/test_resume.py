@@ -20,7 +20,7 @@ class Stop(KeyboardInterrupt):
     pass
 
 
-@pytest.mark.parametrize("method", ["sequential", "lora", "replay", "magmax", "opcm", "o_lora"])
+@pytest.mark.parametrize("method", ["sequential", "lora", "replay", "magmax", "opcm", "o_lora", "hat", "dytox", "b_cl", "ctr"])
 def test_stop_in_the_middle_of_a_marketplace_then_resume(method, tiny_params, monkeypatch):
     reference = run(make_config(tiny_params(method=method, run_name="ref")), show_progress=False)
 
@@ -30,14 +30,22 @@ def test_stop_in_the_middle_of_a_marketplace_then_resume(method, tiny_params, mo
     def fit_that_stops(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:  # marketplace 1 (es): stop after two optimiser steps, as Ctrl-C would
+            inner = kwargs.get("on_step")  # a method's own per-step hook (HAT) keeps running
+
             def on_step(step, loss):
+                if inner is not None:
+                    inner(step, loss)
                 if step == 2:
                     raise Stop()
             kwargs["on_step"] = on_step
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(base, "fit", fit_that_stops)
-    monkeypatch.setattr(replay_module, "fit", fit_that_stops)  # replay runs the loop itself (tagged batches)
+    # methods that run the loop themselves (tagged batches: replay, dytox) imported fit into their own module
+    loops = [base] + [m for n, m in list(sys.modules.items())
+                      if n.startswith("frkit.methods.") and getattr(m, "fit", None) is real_fit]
+    assert replay_module in loops
+    for module in loops:
+        monkeypatch.setattr(module, "fit", fit_that_stops)
     cfg = make_config(tiny_params(method=method, run_name="stopped"))
     with pytest.raises(Stop):
         run(cfg, show_progress=False)
@@ -45,8 +53,8 @@ def test_stop_in_the_middle_of_a_marketplace_then_resume(method, tiny_params, mo
     assert [s["marketplace"] for s in progress["steps"]] == ["en"]  # en intact, es not recorded
     assert not (cfg.run_dir / "metrics.json").exists()
 
-    monkeypatch.setattr(base, "fit", real_fit)
-    monkeypatch.setattr(replay_module, "fit", real_fit)
+    for module in loops:
+        monkeypatch.setattr(module, "fit", real_fit)
     resumed = run(cfg, show_progress=False)
     np.testing.assert_allclose(resumed.auc_matrix, reference.auc_matrix, rtol=0, atol=1e-6)
     assert resumed.metrics["average_auc"] == pytest.approx(reference.metrics["average_auc"], abs=1e-6)

@@ -137,9 +137,13 @@ class Method:
         loss_fn: LossFn | None = None,
         train_table: pd.DataFrame | None = None,
         validation_table: pd.DataFrame | None = None,
+        on_step=None,
         **settings_overrides,
     ) -> FitResult:
-        """Run the one training loop on a marketplace's train split, early-stopping on its validation split."""
+        """Run the one training loop on a marketplace's train split, early-stopping on its validation split.
+
+        ``on_step(step, loss)`` runs after every optimiser step (HAT: the slope schedule and the embedding clamp).
+        """
         params = list(params) if not isinstance(params, list) else params
         flat = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
         self.trainable_params = count_trainable(flat)
@@ -154,6 +158,7 @@ class Method:
             self.validation_auc(model, validation_table, head),
             settings,
             desc=f"{self.name}:{marketplace.name}",
+            on_step=on_step,
         )
 
 
