@@ -41,9 +41,10 @@ def freeze_all_but(model: nn.Module, keep: list[nn.Parameter]) -> None:
         p.requires_grad_(id(p) in keep_ids)
 
 
-def save_adapters(peft_model: PeftModel, folder: Path) -> None:
-    """peft's own format: ``folder/<adapter>/adapter_config.json + adapter_model.safetensors``."""
-    names = list(peft_model.peft_config)
+def save_adapters(peft_model: PeftModel, folder: Path, names: list[str] | None = None) -> None:
+    """peft's own format: ``folder/<adapter>/adapter_config.json + adapter_model.safetensors``; every adapter, or
+    ``names``."""
+    names = list(peft_model.peft_config) if names is None else list(names)
     for name in names:
         peft_model.save_pretrained(str(folder), selected_adapters=[name])
     (folder / "adapters.json").write_text(json.dumps(names))
