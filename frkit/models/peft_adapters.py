@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from peft import LoraConfig, PeftModel, PrefixTuningConfig, get_peft_model
+from peft import LoraConfig, PeftConfig, PeftModel, PrefixTuningConfig, get_peft_model
 from torch import nn
 
 
@@ -51,8 +51,15 @@ def save_adapters(peft_model: PeftModel, folder: Path, names: list[str] | None =
 
 
 def load_adapters(encoder: nn.Module, folder: Path) -> PeftModel:
+    """The adapters ``save_adapters`` wrote, onto ``encoder``. LoRAs come back trainable; prompt-learning adapters
+    (prefix tuning) in peft's inference mode, the only way peft loads them (a saved prefix is its final table)."""
     names = json.loads((folder / "adapters.json").read_text())
-    peft_model = PeftModel.from_pretrained(encoder, str(folder / names[0]), adapter_name=names[0], is_trainable=True)
+
+    def trainable(name: str) -> bool:
+        return not PeftConfig.from_pretrained(str(folder / name)).is_prompt_learning
+
+    peft_model = PeftModel.from_pretrained(encoder, str(folder / names[0]), adapter_name=names[0],
+                                           is_trainable=trainable(names[0]))
     for name in names[1:]:
-        peft_model.load_adapter(str(folder / name), adapter_name=name, is_trainable=True)
+        peft_model.load_adapter(str(folder / name), adapter_name=name, is_trainable=trainable(name))
     return peft_model
