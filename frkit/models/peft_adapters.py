@@ -12,9 +12,12 @@ def lora_config(rank: int, alpha: float, dropout: float, targets: list[str], use
     return LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), use_dora=use_dora)
 
 
-def prefix_config(tokens: int) -> PrefixTuningConfig:
+def prefix_config(tokens: int, projection: bool = False, projection_hidden: int | None = None) -> PrefixTuningConfig:
     # FEATURE_EXTRACTION: peft prepends the prefix to every layer's keys/values and widens the mask.
-    return PrefixTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=tokens)
+    # (peft's prompt learning drops token_type_ids, with a warning: a pair's second segment is not marked)
+    extra = {"encoder_hidden_size": projection_hidden} if projection_hidden else {}
+    return PrefixTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=tokens, prefix_projection=projection,
+                              **extra)
 
 
 def add_adapter(encoder: nn.Module, name: str, config) -> PeftModel:
