@@ -132,6 +132,9 @@ def make_config(values: dict[str, Any] | None = None, source: str = "parameters"
     if cfg.method not in METHODS:
         where = override_source if "method" in overrides else source
         raise FrkitInputError(f"{where}: key 'method': unknown method {cfg.method!r}; expected one of {sorted(METHODS)}")
+    problems = METHODS[cfg.method].check_options(cfg)  # checks across keys, which one field cannot make
+    if problems:
+        raise FrkitInputError("\n".join([f"invalid parameters in {source}:"] + [f"  - {p}" for p in problems]))
     return cfg
 
 

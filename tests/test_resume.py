@@ -20,7 +20,8 @@ class Stop(KeyboardInterrupt):
     pass
 
 
-@pytest.mark.parametrize("method", ["sequential", "lora", "replay", "magmax", "opcm", "o_lora", "hat", "dytox", "b_cl", "ctr"])
+@pytest.mark.parametrize("method", ["sequential", "lora", "replay", "magmax", "opcm", "o_lora", "hat", "dytox", "b_cl", "ctr",
+                                    "lora_stacking", "lora_merge_svd", "lora_merge_linear", "prefix", "progressive_prefix"])
 def test_stop_in_the_middle_of_a_marketplace_then_resume(method, tiny_params, monkeypatch):
     reference = run(make_config(tiny_params(method=method, run_name="ref")), show_progress=False)
 

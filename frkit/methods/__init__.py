@@ -40,3 +40,4 @@ def option_fields() -> dict[str, tuple[Any, Any]]:
 from frkit.methods import independent, sequential, joint, lora, prefix, ewc, fr_lora  # noqa: E402,F401
 from frkit.methods import adapter, adapter_fusion, attention_distillation, replay, magmax, opcm, o_lora  # noqa: E402,F401
 from frkit.methods import hat, b_cl, ctr, dytox  # noqa: E402,F401
+from frkit.methods import lora_stacking, lora_merge, progressive_prefix  # noqa: E402,F401

@@ -92,6 +92,12 @@ class Method:
         self.learned: list[str] = []  # marketplace names in the order learned
         self.trainable_params: int = 0  # of the last learn() (Table 1's last column)
 
+    @classmethod
+    def check_options(cls, cfg) -> list[str]:
+        """Problems across option keys (e.g. a rank above another key's rank), each naming its key; checked by
+        ``make_config`` before anything runs. Single keys are checked by their pydantic fields."""
+        return []
+
     # -- protocol ---------------------------------------------------------------------------------
     def learn(self, step: int, marketplace: Marketplace, seen: list[Marketplace]) -> dict:
         raise NotImplementedError

@@ -42,7 +42,7 @@ class PeftPerMarketplace(Method):
 
     def save(self, folder: Path):
         super().save(folder)
-        save_adapters(self.model.encoder, folder / "adapters")
+        save_adapters(self.model.encoder, folder / "adapters", names=self.learned)  # not derived ones (a merge)
         save_file({k: v.contiguous().cpu() for k, v in self.model.heads.state_dict().items()}, str(folder / "heads.safetensors"))
 
     def load(self, folder: Path):

@@ -6,6 +6,9 @@ for each marketplace t:
      L_orth pushing A_t's rows orthogonal to every older A_k (frkit/core/orthogonal.py)
 Every marketplace is scored with all learned LoRAs active together (O-LoRA needs no task id at inference)
 and its own head.
+
+Steps 1 and the scoring are LoRA Sequential Stacking's (``frkit/methods/lora_stacking.py``): O-LoRA is that
+class with the two extra loss terms, nothing else.
 """
 from __future__ import annotations
 
@@ -14,11 +17,9 @@ from pydantic import BaseModel, Field
 from frkit.core.lora_delta import lora_factors
 from frkit.core.orthogonal import l2_loss, orthogonality_loss
 from frkit.methods import register
-from frkit.methods.base import fit_log
-from frkit.methods.lora import Lora
+from frkit.methods.lora_stacking import LoraStacking
 from frkit.methods.options import LoraOptions
-from frkit.models.peft_adapters import adapter_parameters, add_adapter, freeze_all_but
-from frkit.train import cross_entropy_loss
+from frkit.models.peft_adapters import adapter_parameters
 
 
 class OLoraOptions(BaseModel):
@@ -29,27 +30,12 @@ class OLoraOptions(BaseModel):
 
 
 @register
-class OLora(Lora):
+class OLora(LoraStacking):
     name = "o_lora"
     option_groups = (LoraOptions, OLoraOptions)
 
-    def activate(self, names: list[str]) -> None:
-        """Sum the given LoRAs in every adapted layer (peft's multi-adapter mode)."""
-        self.model.encoder.base_model.set_adapter(names)
-
-    def learn(self, step, marketplace, seen):
-        name = marketplace.name
-        self.model.encoder = add_adapter(self.model.encoder, name, self.adapter_config())
-        self.model.add_head(name)
-        self.activate(self.learned + [name])
-        params = adapter_parameters(self.model.encoder, name) + list(self.model.heads[name].parameters())
-        freeze_all_but(self.model, params)  # after activate(): peft marks every active adapter trainable
-        result = self.train(self.model, params, marketplace, name, self.cfg.adapter_lr, step, loss_fn=self.loss(name))
-        self.learned.append(name)
-        return fit_log(result)
-
     def loss(self, name: str):
-        task = cross_entropy_loss(name)
+        task = super().loss(name)  # the task loss
         encoder, c = self.model.encoder, self.cfg
         # looked up once: the factors are the same Parameter objects for the whole of training
         older = [{k: a for k, (a, _) in lora_factors(encoder, old).items()} for old in self.learned]
@@ -65,7 +51,3 @@ class OLora(Lora):
             return value
 
         return loss
-
-    def model_for(self, name):
-        self.activate(list(self.learned))
-        return self.model, name

@@ -16,9 +16,13 @@ class LoraOptions(BaseModel):
 
 
 class PrefixOptions(BaseModel):
-    """peft prefix tuning: trainable key/value prefixes in every layer."""
+    """Prefix tuning (peft's, and Progressive Prefix's): trainable key/value prefixes in every layer."""
 
-    prefix_tokens: int = Field(20, ge=1)
+    prefix_tokens: int = Field(20, ge=1)  # positions per prefix (peft num_virtual_tokens)
+    # Li & Liang's reparameterisation (peft prefix_projection): the prefix is an MLP's output, embedding [n, hidden]
+    # -> Linear(hidden, prefix_projection_hidden) -> tanh -> Linear(., 2 x layers x hidden); off = the table itself
+    prefix_projection: bool = False
+    prefix_projection_hidden: int | None = Field(None, ge=1)  # the MLP's width (None: the encoder's hidden size)
 
 
 class EwcOptions(BaseModel):

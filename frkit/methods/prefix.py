@@ -13,4 +13,5 @@ class Prefix(PeftPerMarketplace):
     option_groups = (PrefixOptions,)
 
     def adapter_config(self):
-        return prefix_config(self.cfg.prefix_tokens)
+        c = self.cfg
+        return prefix_config(c.prefix_tokens, c.prefix_projection, c.prefix_projection_hidden)

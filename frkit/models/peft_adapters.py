@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from peft import LoraConfig, PeftModel, PrefixTuningConfig, get_peft_model
+from peft import LoraConfig, PeftConfig, PeftModel, PrefixTuningConfig, get_peft_model
 from torch import nn
 
 
@@ -12,9 +12,12 @@ def lora_config(rank: int, alpha: float, dropout: float, targets: list[str], use
     return LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), use_dora=use_dora)
 
 
-def prefix_config(tokens: int) -> PrefixTuningConfig:
+def prefix_config(tokens: int, projection: bool = False, projection_hidden: int | None = None) -> PrefixTuningConfig:
     # FEATURE_EXTRACTION: peft prepends the prefix to every layer's keys/values and widens the mask.
-    return PrefixTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=tokens)
+    # (peft's prompt learning drops token_type_ids, with a warning: a pair's second segment is not marked)
+    extra = {"encoder_hidden_size": projection_hidden} if projection_hidden else {}
+    return PrefixTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=tokens, prefix_projection=projection,
+                              **extra)
 
 
 def add_adapter(encoder: nn.Module, name: str, config) -> PeftModel:
@@ -41,17 +44,25 @@ def freeze_all_but(model: nn.Module, keep: list[nn.Parameter]) -> None:
         p.requires_grad_(id(p) in keep_ids)
 
 
-def save_adapters(peft_model: PeftModel, folder: Path) -> None:
-    """peft's own format: ``folder/<adapter>/adapter_config.json + adapter_model.safetensors``."""
-    names = list(peft_model.peft_config)
+def save_adapters(peft_model: PeftModel, folder: Path, names: list[str] | None = None) -> None:
+    """peft's own format: ``folder/<adapter>/adapter_config.json + adapter_model.safetensors``; every adapter, or
+    ``names``."""
+    names = list(peft_model.peft_config) if names is None else list(names)
     for name in names:
         peft_model.save_pretrained(str(folder), selected_adapters=[name])
     (folder / "adapters.json").write_text(json.dumps(names))
 
 
 def load_adapters(encoder: nn.Module, folder: Path) -> PeftModel:
+    """The adapters ``save_adapters`` wrote, onto ``encoder``. LoRAs come back trainable; prompt-learning adapters
+    (prefix tuning) in peft's inference mode, the only way peft loads them (a saved prefix is its final table)."""
     names = json.loads((folder / "adapters.json").read_text())
-    peft_model = PeftModel.from_pretrained(encoder, str(folder / names[0]), adapter_name=names[0], is_trainable=True)
+
+    def trainable(name: str) -> bool:
+        return not PeftConfig.from_pretrained(str(folder / name)).is_prompt_learning
+
+    peft_model = PeftModel.from_pretrained(encoder, str(folder / names[0]), adapter_name=names[0],
+                                           is_trainable=trainable(names[0]))
     for name in names[1:]:
-        peft_model.load_adapter(str(folder / name), adapter_name=name, is_trainable=True)
+        peft_model.load_adapter(str(folder / name), adapter_name=name, is_trainable=trainable(name))
     return peft_model
