@@ -7,6 +7,8 @@ from pathlib import Path
 from peft import LoraConfig, PeftModel, PrefixTuningConfig, get_peft_model
 from torch import nn
 
+from frkit import atomic
+
 
 def lora_config(rank: int, alpha: float, dropout: float, targets: list[str], use_dora: bool = False) -> LoraConfig:
     return LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), use_dora=use_dora)
@@ -46,7 +48,7 @@ def save_adapters(peft_model: PeftModel, folder: Path) -> None:
     names = list(peft_model.peft_config)
     for name in names:
         peft_model.save_pretrained(str(folder), selected_adapters=[name])
-    (folder / "adapters.json").write_text(json.dumps(names))
+    atomic.write_json(folder / "adapters.json", names, indent=None)
 
 
 def load_adapters(encoder: nn.Module, folder: Path) -> PeftModel:
