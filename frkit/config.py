@@ -20,6 +20,19 @@ from frkit.errors import FrkitInputError
 from frkit.paths import resolve
 
 
+def marketplace_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a marketplace, or None. A marketplace name keys heads and adapters (torch
+    ModuleDicts, peft adapters), names checkpoint folders and files: no dots, slashes or spaces, and not a
+    name a ModuleDict already has as an attribute (``train``, ``keys``, ``to``...), which torch refuses."""
+    from torch import nn  # late: reading params stays light
+
+    if not name or name != name.strip() or any(c in name for c in "./\\ \t\n:*?\"<>|"):
+        return "may not be empty or hold dots, slashes, spaces or any of :*?\"<>|"
+    if hasattr(nn.ModuleDict(), name) or hasattr(nn.ParameterDict(), name):
+        return "is an attribute name of torch's ModuleDict, where heads and adapters are kept; rename it"
+    return None
+
+
 class BaseRunConfig(BaseModel):
     """Keys every run has. Method keys are added by :func:`config_class`."""
 
@@ -78,6 +91,10 @@ class BaseRunConfig(BaseModel):
         dup = sorted({m for m in v if v.count(m) > 1})
         if dup:
             raise ValueError(f"marketplace names must be unique, repeated: {dup}")
+        for name in v:
+            problem = marketplace_name_problem(name)
+            if problem:
+                raise ValueError(f"marketplace name {name!r} {problem}")
         return v
 
     # convenience: paths resolved by the project-root rule (frkit/paths.py)

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from frkit import atomic
 from frkit.config import BaseRunConfig, config_class, make_config, read_params
 from frkit.errors import FrkitInputError
 from frkit.paths import project_root, resolve
@@ -57,7 +58,7 @@ def render_html(notebook: Path, html: Path) -> Path:
 
     exporter = HTMLExporter(extra_template_basedirs=[str(TEMPLATES)], template_name="frkit_offline")
     body, _ = exporter.from_filename(str(notebook))
-    html.write_text(body, encoding="utf-8")
+    atomic.write_text(html, body)
     return html
 
 

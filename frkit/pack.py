@@ -13,6 +13,7 @@ import lzma
 import tarfile
 from pathlib import Path
 
+from frkit import atomic
 from frkit.config import load_params
 from frkit.errors import FrkitInputError
 
@@ -39,7 +40,9 @@ def pack_bundle(params_path: str | Path, out_path: str | Path, overrides: dict |
     with tarfile.open(partial, "w:xz", preset=preset) as tar:
         tar.add(model_dir, arcname="model")
         tar.add(data_path, arcname="data")
+    atomic.fsync_file(partial)
     partial.replace(out_path)
+    atomic.fsync_dir(out_path.parent)
     return {"model_name_or_path": "DIR/model", "trim_vocab": False, "data_path": "DIR/data"}
 
 

@@ -21,11 +21,14 @@ from frkit.artifacts import RunFolder
 from frkit.config import BaseRunConfig, default_params
 from frkit.data import load_marketplaces
 from frkit.data.marketplace import Marketplace
+from frkit.fingerprint import fingerprint
 from frkit.methods import METHODS
 from frkit.methods.base import MethodContext
 from frkit.metrics import auc_matrix_frame, summarize
 from frkit.models.encoder import load_tokenizer
+from frkit.models.offline_e5 import resolve_model_source
 from frkit.models.source import prepare_model_source
+from frkit.resume import restore
 from frkit.train import predict_scores, resolved_precision, roc_auc
 
 log = logging.getLogger(__name__)
@@ -74,28 +77,37 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
     """Run (or resume) the configured sequence; returns the metrics and the AUC matrix."""
     method_cls = METHODS[cfg.method]
     folder = RunFolder(cfg.run_dir)
-    # every input is checked before anything is written: an existing folder's params, the data, the precision
-    # this machine can run, the model; only then is the run folder made (a failed check leaves no folder behind)
-    folder.check(cfg.model_dump(), resume=cfg.resume, defaults=default_params())
+    params, defaults = cfg.model_dump(), default_params()
+    # every input is checked before anything is written: the output folder and an existing run's records, the
+    # data, the precision this machine can run, the model (files, tokenizer, weights), the data and model against
+    # what an existing run started with; only then is the run folder made (a failed check leaves no folder behind)
+    folder.check(params, resume=cfg.resume, defaults=defaults)
     marketplaces = load_configured_marketplaces(cfg)
     resolved_precision(cfg.precision)
     model_source = prepare_model_source(cfg, marketplaces)
     tokenizer = load_tokenizer(model_source)
-    folder.open(cfg.model_dump(), resume=cfg.resume, defaults=default_params())
     ctx = MethodContext(cfg, model_source, tokenizer, show_progress=show_progress)
-    set_seed(cfg.seed)
-    method = method_cls(cfg, ctx)
+    ctx.load_base()
+    folder.open(params, resume=cfg.resume, defaults=defaults,
+                fingerprint=fingerprint(marketplaces, resolve_model_source(cfg.model_name_or_path)))
+
+    def new_method():
+        set_seed(cfg.seed)
+        return method_cls(cfg, ctx)
 
     names = [m.name for m in marketplaces]
     K = len(marketplaces)
-    R = np.full((K, K), np.nan)
+    done = len(folder.progress()["steps"])
+    if done == K:
+        method = None  # finished: the metrics come from progress.json alone
+    elif done:
+        method, done = restore(folder, new_method)  # the last sound checkpoint (frkit/resume.py)
+    else:
+        method = new_method()
     progress = folder.progress()
+    R = np.full((K, K), np.nan)
     for s in progress["steps"]:
         R[s["step"]] = [np.nan if x is None else x for x in s["auc_row"]]
-    done = len(progress["steps"])
-    if done:
-        log.info("resuming %s after %s", folder.path, progress["steps"][-1]["marketplace"])
-        method.load(folder.latest_checkpoint())
     init_aucs = progress.get("init_aucs")
     if cfg.evaluate_unseen and init_aucs is None:
         wall, cpu = time.time(), time.process_time()

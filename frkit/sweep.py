@@ -37,6 +37,7 @@ import numpy as np
 
 import yaml
 
+from frkit import atomic
 from frkit.config import BaseRunConfig, make_config, read_params
 from frkit.errors import FrkitInputError
 from frkit.paths import resolve
@@ -195,8 +196,7 @@ def export_run(run_dir: Path, target: Path) -> None:
     for name in RESULT_FILES:
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, tmp / name)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    atomic.replace_dir(tmp, target)
 
 
 def run_sweep(path: str | Path, only: list[str] | None = None, overrides: dict | None = None, jobs: int = 1,

@@ -59,9 +59,15 @@ def test_second_step_trains_only_new_adapter_fusion_and_keeps_the_teacher(tiny_p
     assert len(kls) == sources.count("translated") and max(kls) > 0  # KL only on translated batches
     assert log["translated_rows"]["en"] > 0
     counts = method.stack.parameter_counts()
-    assert method.trainable_params == sum(p.numel() for p in method.stack.fusion_parameters("fusion_1")) + \
-        sum(p.numel() for p in method.stack.adapter_parameters("es")) + sum(p.numel() for p in method.model.heads["es"].parameters())
-    assert counts
+    # the stack's sizes: the base is exactly the plain encoder, both language adapters have one size, one fusion
+    from frkit.models.encoder import load_encoder
+
+    assert counts["base"] == sum(p.numel() for p in load_encoder(method.ctx.model_source).parameters())
+    assert counts["adapter:en"] == counts["adapter:es"] > 0
+    assert set(counts) == {"base", "adapter:en", "adapter:es", "fusion:fusion_1"} and counts["fusion:fusion_1"] > 0
+    # what step 2 trained (Table 1's last column): its adapter and head (step 1 of Algorithm 1), then the fusion
+    head = sum(p.numel() for p in method.model.heads["es"].parameters())
+    assert method.trainable_params == counts["fusion:fusion_1"] + counts["adapter:es"] + head
 
 
 def test_distill_reduction_and_language_adapter_lr_reach_the_training(tiny_params, monkeypatch):

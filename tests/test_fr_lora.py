@@ -105,11 +105,21 @@ def test_ewc_penalty_is_active_from_the_second_marketplace(tiny_params, monkeypa
     assert max(values) > 0  # and the penalty grows as the base moves away from it
 
 
-def test_lr_decay_and_projection_through_the_runner(tiny_params):
+def test_lr_decay_and_projection_through_the_runner(tiny_params, monkeypatch):
+    made = []  # the learning rate of every optimiser the loop builds, as AdamW holds it
+
+    class SpyAdamW(torch.optim.AdamW):
+        def __init__(self, params, *args, **kwargs):
+            super().__init__(params, *args, **kwargs)
+            made.append([group["lr"] for group in self.param_groups])
+
+    monkeypatch.setattr(torch.optim, "AdamW", SpyAdamW)
     cfg = make_config(tiny_params(method="fr_lora", run_name="proj", projection=True, lr_decay=0.5, epochs=1))
     result = run(cfg, show_progress=False)
+    # per marketplace: Stage I (base + head) at lr * decay^t, then Stage II (LoRA + head) at stage2_lr
+    assert made == [[pytest.approx(lr)] for t in range(3) for lr in (cfg.lr * 0.5 ** t, cfg.stage2_lr)]
     steps = json.loads((result.run_dir / "progress.json").read_text())["steps"]
-    assert [s["stage1_lr"] for s in steps] == pytest.approx([cfg.lr, cfg.lr * 0.5, cfg.lr * 0.25])
+    assert [s["stage1_lr"] for s in steps] == pytest.approx([cfg.lr, cfg.lr * 0.5, cfg.lr * 0.25])  # and the log says so
     # the final checkpoint's older adapters lie in the last adapter's subspaces (Eq. 5)
     folder = RunFolder(result.run_dir)
     _, method, _ = _method(tiny_params, method="fr_lora", run_name="proj", projection=True, lr_decay=0.5, epochs=1)
@@ -125,3 +135,51 @@ def test_lr_decay_and_projection_through_the_runner(tiny_params):
         fisher = folder.load_artifact(k, name, "fisher_qkv")
         assert fisher and all(k.endswith(("query.weight", "key.weight", "value.weight")) for k in fisher)
         assert all((f >= 0).all() for f in fisher.values())
+
+
+def test_stage_two_loss_holds_the_eq4_penalty_built_from_the_line_5_fisher(tiny_params, monkeypatch):
+    """Stage II's loss = L_task + beta/2 sum (Delta W)^2 / (F + eps), with F the Fisher of line 5 (the Stage-I base,
+    adapters off), not line 10's (adapter on); Delta W = scaling * B A of the new LoRA, computed here by hand."""
+    import frkit.methods.fr_lora as fr_module
+    from frkit.core.lora_delta import lora_layers
+    from frkit.train import cross_entropy_loss
+
+    cfg, method, ms = _method(tiny_params, method="fr_lora", epochs=1, beta=0.5, fr_eps=1e-7)
+    fishers, penalties, seen = [], [], {}
+    real_fisher, real_train, real_penalty = method.compute_fisher, method.train, fr_module.fr_penalty_precomputed
+
+    def spy_fisher(marketplace, head, names=None):
+        fishers.append(real_fisher(marketplace, head, names))
+        return fishers[-1]
+
+    def spy_penalty(delta_w, inv_fisher, beta):
+        penalties.append(real_penalty(delta_w, inv_fisher, beta))
+        return penalties[-1]
+
+    def spy_train(model, params, marketplace, head, lr, step, loss_fn=None, **kwargs):
+        result = real_train(model, params, marketplace, head, lr, step, loss_fn=loss_fn, **kwargs)
+        if "warmup_steps" in kwargs:  # Stage II: evaluate its loss once more on one batch, after training
+            batch = next(iter(method.ctx.loader(marketplace.train, train=False)))
+            batch = {k: v.to(method.ctx.device) for k, v in batch.items()}
+            with torch.no_grad():
+                seen["total"], seen["task"] = loss_fn(model, batch).item(), cross_entropy_loss(head)(model, batch).item()
+                seen["delta"] = {k: layer.scaling[head] * layer.lora_B[head].weight @ layer.lora_A[head].weight
+                                 for k, layer in lora_layers(method.model.encoder, head).items()}
+        return result
+
+    method.compute_fisher, method.train = spy_fisher, spy_train
+    monkeypatch.setattr(fr_module, "fr_penalty_precomputed", spy_penalty)
+    method.learn(0, ms[0], ms[:1])
+    line5, line10 = fishers  # Algorithm 1 lines 5 and 10
+
+    def eq4(fisher):
+        return sum((0.5 / 2) * (d.double() ** 2 / (fisher[k].double() + 1e-7)).sum()
+                   for k, d in seen["delta"].items()).item()
+
+    assert len(penalties) > 1  # every Stage II step carried the penalty
+    assert eq4(line5) > 0 and penalties[-1].item() == pytest.approx(eq4(line5), rel=1e-4)
+    # the check sees the Fisher: a Fisher ten times as large would give another penalty (fr_eps is small beside this Fisher) (line 10's Fisher, taken with
+    # this run's barely trained LoRA active, is within 1e-7 of line 5's here, so it cannot tell them apart)
+    assert eq4({k: 10 * f for k, f in line5.items()}) != pytest.approx(penalties[-1].item(), rel=1e-2)
+    assert line10 is not line5
+    assert seen["total"] == pytest.approx(seen["task"] + penalties[-1].item(), abs=1e-5)

@@ -4,7 +4,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,27 +61,35 @@ def test_stop_in_the_middle_of_a_marketplace_then_resume(method, tiny_params, mo
     assert resumed.metrics["average_auc"] == pytest.approx(reference.metrics["average_auc"], abs=1e-6)
 
 
-def test_killed_process_resumes(tiny_params, tmp_path):
-    params = tiny_params(method="sequential", run_name="killed", epochs=3, patience=0)
-    reference = run(make_config({**params, "run_name": "unkilled"}), show_progress=False)
+@pytest.mark.parametrize("method", ["sequential", "fr_lora", "attention_distillation"])
+def test_killed_process_resumes_to_the_same_bytes(method, tiny_params, tmp_path):
+    """SIGKILL a real ``frkit run`` in the middle of the second marketplace (after its first epoch), resume it:
+    metrics.json is byte for byte the one of an unbroken run."""
+    params = tiny_params(method=method, run_name="killed", epochs=3, patience=0, max_steps_per_epoch=3)
+    run(make_config({**params, "run_name": "unkilled"}), show_progress=False)
     pfile = tmp_path / "p.yaml"
     pfile.write_text(yaml.safe_dump(params))
-    progress = tmp_path / "outputs" / "killed" / "progress.json"
+    repo = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen([sys.executable, "-m", "frkit", "run", str(pfile)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.time() + 240
-    steps = 0
-    while time.time() < deadline and proc.poll() is None:
-        if progress.exists():
-            steps = len(json.loads(progress.read_text())["steps"])
-            if steps >= 1:
+                            stderr=subprocess.PIPE, text=True, cwd=repo,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(repo)})
+    mid = f"{method}:es epoch 1/3:"  # the loop's log line after the first epoch of es
+    seen = []
+    try:
+        for line in proc.stderr:  # read until the mark: the process is then inside es, en finished
+            seen.append(line)
+            if mid in line:
+                proc.send_signal(signal.SIGKILL)
                 break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert steps >= 1, "the subprocess never finished its first marketplace"
-    resumed = run(make_config(params), show_progress=False)
-    np.testing.assert_allclose(resumed.auc_matrix, reference.auc_matrix, rtol=0, atol=1e-6)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and any(mid in line for line in seen), "".join(seen)[-2000:]
+    run_dir = tmp_path / "outputs" / "killed"
+    progress = json.loads((run_dir / "progress.json").read_text())
+    assert [s["marketplace"] for s in progress["steps"]] == ["en"]  # killed mid-es
+    run(make_config(params), show_progress=False)
+    assert (run_dir / "metrics.json").read_bytes() == (tmp_path / "outputs" / "unkilled" / "metrics.json").read_bytes()
 
 
 def test_changed_parameters_refuse_to_resume(tiny_params):

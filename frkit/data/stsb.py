@@ -36,7 +36,14 @@ def read_stsb_file(file: Path, split: str, threshold: float) -> pd.DataFrame:
     rows = []
     try:
         with file.open(encoding="utf-8", newline="") as fh:
-            for line_no, fields in enumerate(csv.reader(fh, strict=True), start=1):
+            reader, last_line = csv.reader(fh, strict=True), 0
+            for line_no, fields in enumerate(reader, start=1):
+                if any("\n" in f or "\r" in f for f in fields):  # a stray quote merged the lines that follow
+                    raise FrkitInputError(
+                        f"STS-B file {file} row {line_no} runs over lines {last_line + 1}-{reader.line_num}: a field "
+                        "opened with a quote (\") takes in the line breaks after it (a stray quote?); expected one "
+                        "row per line")
+                last_line = reader.line_num
                 rows.append(_pair(fields, file, line_no, split, threshold))
     except (csv.Error, UnicodeDecodeError) as err:
         raise FrkitInputError(f"STS-B file {file} could not be read as UTF-8 CSV near row {len(rows) + 1}: {err}") from None

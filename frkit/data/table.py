@@ -5,10 +5,12 @@ own files), so labels, ids and text are checked the same way everywhere.
 """
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from frkit.data.marketplace import COLUMNS, Marketplace
@@ -35,14 +37,41 @@ def read_table(file: Path, what: str = "table") -> pd.DataFrame:
     suffix = file.suffix.lower()
     try:
         if suffix in (".csv", ".tsv"):
-            return pd.read_csv(file, sep="," if suffix == ".csv" else "\t", dtype=str, keep_default_na=False)
+            sep = "," if suffix == ".csv" else "\t"
+            raw = pd.read_csv(file, sep=sep, dtype=str, keep_default_na=False)
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(file)
         if suffix in (".jsonl", ".ndjson"):
             return pd.read_json(file, lines=True, dtype=False)
     except (ValueError, OSError) as err:  # pandas' ParserError and pyarrow's ArrowInvalid are ValueErrors
         raise FrkitInputError(f"{what} file {file} could not be read as {suffix[1:]}: {err}") from err
+    if suffix in (".csv", ".tsv"):
+        check_one_row_per_line(raw, file, sep, what)
+        return raw
     raise FrkitInputError(f"{what} file {file}: unsupported extension {suffix!r}; expected one of {list(TABLE_SUFFIXES)}")
+
+
+def check_one_row_per_line(raw: pd.DataFrame, file: Path, sep: str, what: str = "table") -> None:
+    """A cell holding a line break means a quote opened a field and ran on over the following lines (a stray
+    quote merges rows silently): name the row and the lines it swallowed. Pair texts are single lines."""
+    breaks = np.zeros(len(raw), dtype=bool)
+    for col in raw.columns:
+        breaks |= raw[col].str.contains("[\r\n]", regex=True).to_numpy(dtype=bool)
+    if not breaks.any():
+        return
+    row = int(breaks.nonzero()[0][0])
+    with file.open(encoding="utf-8", errors="replace", newline="") as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        next(reader, None)  # header
+        first, last = reader.line_num + 1, reader.line_num
+        for i, _ in enumerate(reader):
+            first, last = last + 1, reader.line_num
+            if i == row:
+                break
+    raise FrkitInputError(
+        f"{what} file {file}: data row {row + 1} runs over lines {first}-{last}: a field opened with a quote (\") "
+        f"takes in the line break(s) after it, merging {last - first} following line(s) into this row (a stray "
+        "quote?); expected one row per line: remove the quote, or close it in the same line")
 
 
 def to_pairs(raw: pd.DataFrame, mapping: Mapping[str, str], where: str, labels: str = "any",

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+from frkit import atomic
 from frkit.errors import FrkitInputError
 
 log = logging.getLogger(__name__)
@@ -201,11 +202,14 @@ class CachedTranslator(Translator):
         if todo:
             new = self.inner.translate(todo, source_lang, target_lang)
             file.parent.mkdir(parents=True, exist_ok=True)
-            with file.open("a", encoding="utf-8") as fh:
-                for text, translation in zip(todo, new):
-                    entries[_sha1(text)] = translation
-                    fh.write(json.dumps({"sha1": _sha1(text), "text": text, "translation": translation},
+            lines = []
+            for text, translation in zip(todo, new):
+                entries[_sha1(text)] = translation
+                lines.append(json.dumps({"sha1": _sha1(text), "text": text, "translation": translation},
                                         ensure_ascii=False) + "\n")
+            # the whole file, atomically: a kill mid-write never leaves a torn line for the next run to trip on
+            old = file.read_text(encoding="utf-8") if file.is_file() else ""
+            atomic.write_text(file, old + "".join(lines))
         return [entries[k] for k in keys]
 
     def translate_rows(self, df: pd.DataFrame, target_lang: str, source_lang: str | None = None) -> pd.DataFrame:

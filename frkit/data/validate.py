@@ -97,7 +97,13 @@ def _label_key(value) -> str | None:
     text = str(value).strip()
     if text.upper() in ("E", "S", "C", "I"):
         return text.upper()
-    return text if text.isdigit() else text.lower()
+    if text.isdigit():
+        return text
+    try:  # "1.0" / "0.0" from a CSV: the same labels as the floats 1.0 / 0.0 a parquet file holds
+        number = float(text)
+    except ValueError:
+        return text.lower()
+    return str(int(number)) if number.is_integer() else text.lower()
 
 
 def map_labels(values: pd.Series, where: str, column: str, allowed: str = "any") -> pd.Series:
@@ -117,11 +123,22 @@ def map_labels(values: pd.Series, where: str, column: str, allowed: str = "any")
 
 def as_ids(values: pd.Series, where: str, column: str) -> pd.Series:
     """Pair ids as str; integral floats (a column with gaps read as float) lose their '.0'."""
-    if values.isna().any():
-        raise FrkitInputError(f"{where}: column {column!r} has {int(values.isna().sum())} missing id(s); every row needs an id")
+    missing = values.isna().to_numpy()
+    if missing.any():
+        raise FrkitInputError(f"{where}: column {column!r} has {int(missing.sum())} missing id(s) (first at data row "
+                              f"{_first_row(missing)}, counting from 1 after the header); every row needs an id")
     if pd.api.types.is_float_dtype(values) and (values % 1 == 0).all():
         values = values.astype("int64")
-    return values.astype(str)
+    values = values.astype(str)
+    empty = (values.str.strip() == "").to_numpy()
+    if empty.any():
+        raise FrkitInputError(f"{where}: column {column!r} has {int(empty.sum())} empty id(s) (first at data row "
+                              f"{_first_row(empty)}, counting from 1 after the header); every row needs an id")
+    return values
+
+
+def _first_row(mask) -> int:
+    return int(mask.nonzero()[0][0]) + 1
 
 
 def check_text(table: pd.DataFrame, columns: Sequence[str], where: str, ids: pd.Series | None = None,

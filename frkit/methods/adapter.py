@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from frkit import atomic
 
 from frkit.methods import register
 from frkit.methods.base import Method, fit_log
@@ -66,8 +68,8 @@ class AdapterMethodBase(Method):
     def save(self, folder: Path):
         super().save(folder)
         self.stack.save(folder / "adapters")
-        save_file({k: v.contiguous().cpu() for k, v in self.model.heads.state_dict().items()}, str(folder / "heads.safetensors"))
-        (folder / "heads.json").write_text(json.dumps(list(self.model.heads)))
+        atomic.save_tensors(folder / "heads.safetensors", self.model.heads.state_dict())
+        atomic.write_json(folder / "heads.json", list(self.model.heads), indent=None)
 
     def load(self, folder: Path):
         super().load(folder)

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from frkit import atomic
 from frkit.data.batching import PairDataset, make_loader
 from frkit.data.marketplace import Marketplace
 from frkit.models.cross_encoder import CrossEncoder
@@ -42,11 +43,16 @@ class MethodContext:
     def device(self) -> torch.device:
         return get_accelerator().device
 
-    def new_encoder(self) -> nn.Module:
-        """A fresh copy of the base encoder (loaded from disk once, then copied in memory)."""
+    def load_base(self) -> nn.Module:
+        """The base encoder, loaded from disk once (the runner loads it before writing the run folder, so a broken
+        weight file is named before anything is written)."""
         if self._base_encoder is None:
             self._base_encoder = load_encoder(self.model_source)
-        return copy.deepcopy(self._base_encoder).to(self.device)
+        return self._base_encoder
+
+    def new_encoder(self) -> nn.Module:
+        """A fresh copy of the base encoder (loaded from disk once, then copied in memory)."""
+        return copy.deepcopy(self.load_base()).to(self.device)
 
     def new_model(self) -> CrossEncoder:
         encoder = self.new_encoder()
@@ -72,7 +78,7 @@ def count_trainable(params) -> int:
 
 
 def save_module(module: nn.Module, path: Path) -> None:
-    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(path))
+    atomic.save_tensors(path, module.state_dict())
 
 
 def load_module(module: nn.Module, path: Path) -> None:
@@ -106,7 +112,8 @@ class Method:
         raise NotImplementedError
 
     def save(self, folder: Path) -> None:
-        (folder / "method.json").write_text(json.dumps({"learned": self.learned, "trainable_params": self.trainable_params}))
+        atomic.write_json(folder / "method.json", {"learned": self.learned, "trainable_params": self.trainable_params},
+                          indent=None)
 
     def load(self, folder: Path) -> None:
         meta = json.loads((folder / "method.json").read_text())

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from frkit import atomic
 
 from frkit.core.fisher import diagonal_fisher
 from frkit.core.lora_delta import base_weight_name
@@ -118,8 +120,8 @@ class EwcBase(Method):
         super().save(folder)
         save_module(self.model, folder / "model.safetensors")
         if self.fisher is not None:
-            save_file({k: v.contiguous().cpu() for k, v in self.fisher.items()}, str(folder / "fisher.safetensors"))
-            save_file({k: v.contiguous().cpu() for k, v in self.anchor.items()}, str(folder / "anchor.safetensors"))
+            atomic.save_tensors(folder / "fisher.safetensors", self.fisher)
+            atomic.save_tensors(folder / "anchor.safetensors", self.anchor)
 
     def load(self, folder: Path):
         super().load(folder)

@@ -40,9 +40,10 @@ from pathlib import Path
 
 import torch
 from pydantic import BaseModel, Field
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from frkit import atomic
 from frkit.methods import register
 from frkit.methods.base import Method, fit_log
 from frkit.methods.options import AdapterOptions
@@ -300,9 +301,8 @@ class Hat(Method):
         super().save(folder)
         state = {f"{i}.{k}": v.detach().contiguous().cpu() for i, m in enumerate(self.modules)
                  for k, v in m.state_dict().items()}
-        save_file(state, str(folder / "hat_modules.safetensors"))
-        save_file({k: v.contiguous().cpu() for k, v in self.model.heads.state_dict().items()},
-                  str(folder / "heads.safetensors"))
+        atomic.save_tensors(folder / "hat_modules.safetensors", state)
+        atomic.save_tensors(folder / "heads.safetensors", self.model.heads.state_dict())
 
     def load(self, folder: Path):
         super().load(folder)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from frkit import atomic
 
 from frkit.methods import register
 from frkit.methods.base import Method, fit_log
@@ -43,7 +45,7 @@ class PeftPerMarketplace(Method):
     def save(self, folder: Path):
         super().save(folder)
         save_adapters(self.model.encoder, folder / "adapters", names=self.learned)  # not derived ones (a merge)
-        save_file({k: v.contiguous().cpu() for k, v in self.model.heads.state_dict().items()}, str(folder / "heads.safetensors"))
+        atomic.save_tensors(folder / "heads.safetensors", self.model.heads.state_dict())
 
     def load(self, folder: Path):
         super().load(folder)

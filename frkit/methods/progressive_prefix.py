@@ -29,8 +29,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from frkit import atomic
 from frkit.errors import FrkitInputError
 from frkit.methods import register
 from frkit.methods.base import Method, fit_log
@@ -84,9 +85,8 @@ class ProgressivePrefix(Method):
 
     def save(self, folder: Path):
         super().save(folder)
-        save_file({n: p().detach().contiguous().cpu() for n, p in self.encoder.prefixes.items()},
-                  str(folder / "prefixes.safetensors"))
-        save_file({k: v.contiguous().cpu() for k, v in self.model.heads.state_dict().items()}, str(folder / "heads.safetensors"))
+        atomic.save_tensors(folder / "prefixes.safetensors", {n: p() for n, p in self.encoder.prefixes.items()})
+        atomic.save_tensors(folder / "heads.safetensors", self.model.heads.state_dict())
 
     def load(self, folder: Path):
         super().load(folder)

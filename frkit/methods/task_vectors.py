@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from frkit import atomic
 
 from frkit.core.merging import apply_task_vector, task_vector
 from frkit.methods.sequential import Sequential
@@ -64,8 +66,8 @@ class TaskVectorMerging(Sequential):
 
     def save(self, folder: Path):
         super().save(folder)
-        save_file({k: v.contiguous().cpu() for k, v in self.merged_tau.items()}, str(folder / "merged_tau.safetensors"))
-        (folder / "merge_state.json").write_text(json.dumps(self.merge_state))
+        atomic.save_tensors(folder / "merged_tau.safetensors", self.merged_tau)
+        atomic.write_json(folder / "merge_state.json", self.merge_state, indent=None)
 
     def load(self, folder: Path):
         super().load(folder)

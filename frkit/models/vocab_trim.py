@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from frkit import atomic
 from frkit.models.offline_e5 import COMPLETE_MARKER, _move_into_place  # one atomic cache protocol for both folders
 
 log = logging.getLogger(__name__)
@@ -98,12 +99,13 @@ def trimmed_model_dir(model_dir: str | os.PathLike, texts: Iterable[Text], cache
         with tempfile.TemporaryDirectory(prefix=".trim-", dir=cache_root) as tmp:
             built = write_trimmed(model_dir, kept, Path(tmp) / "out", tokenizer_json)
             _verify(tokenizer, built, kept, texts)
-            (built / COMPLETE_MARKER).write_text("ok\n")
+            atomic.fsync_tree(built)
+            atomic.write_text(built / COMPLETE_MARKER, "ok\n")  # last: the folder is complete
             _move_into_place(built, folder)
     else:
         log.info("reusing trimmed model %s (%d rows)", folder, len(kept))
     index_entry.parent.mkdir(parents=True, exist_ok=True)
-    index_entry.write_text(folder.name + "\n")
+    atomic.write_text(index_entry, folder.name + "\n")
     return folder
 
 
@@ -341,4 +343,4 @@ def _read_json(path: Path) -> dict:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    path.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    atomic.write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")

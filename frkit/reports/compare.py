@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from frkit import atomic
+
 METRICS = ("average_auc", "forgetting", "backward_transfer", "forward_transfer")
 
 
@@ -167,13 +169,13 @@ def write_summary(sweep, results: SweepResults) -> str:
     out = sweep.results_dir
     out.mkdir(parents=True, exist_ok=True)
     text = summary_markdown(results)
-    (out / "summary.md").write_text(text)
+    atomic.write_text(out / "summary.md", text)
     summary = summary_frame(results)
     if not summary.empty:
-        summary.join(relative_frame(results), how="left").to_csv(out / "summary.csv", float_format="%.6g")
-        results.frame().to_csv(out / "runs.csv", index=False, float_format="%.6g")
+        atomic.write_csv(out / "summary.csv", summary.join(relative_frame(results), how="left"), float_format="%.6g")
+        atomic.write_csv(out / "runs.csv", results.frame(), index=False, float_format="%.6g")
         claims = claims_table(results.frame(), sorted(sweep.orders[0]))
-        (out / "claims.md").write_text(f"# Claims checked on sweep `{sweep.name}`\n\n{VERDICT_RULE}\n\n"
+        atomic.write_text(out / "claims.md", f"# Claims checked on sweep `{sweep.name}`\n\n{VERDICT_RULE}\n\n"
                                        f"{claims_markdown(claims)}\n")
     return text
 
@@ -220,7 +222,7 @@ def update_readme(readme: Path, sweep, results: SweepResults, sweep_file: str) -
         text = text[:start] + block + text[stop:]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    readme.write_text(text)
+    atomic.write_text(readme, text)
 
 
 # -- the papers' tables and figures over a sweep (notebook 06) ---------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from frkit.artifacts import RunFolder, load_run
+from frkit.checksums import verify
 from frkit.config import make_config
 from frkit.errors import FrkitInputError
 
@@ -25,5 +26,9 @@ def load_method(run_dir: str | Path):
     checkpoint = RunFolder(run_dir).latest_checkpoint()
     if checkpoint is None:
         raise FrkitInputError(f"{run_dir} has no finished marketplace to load")
+    problem = verify(checkpoint)
+    if problem is not None:  # analysis of a damaged checkpoint would show garbage as results
+        raise FrkitInputError(f"the latest checkpoint of {run_dir} is damaged: {problem}; run the same params again "
+                              "(frkit run) to set it aside and redo that marketplace")
     method.load(checkpoint)
     return cfg, method, marketplaces

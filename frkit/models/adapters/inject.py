@@ -29,7 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from frkit import atomic
 from torch import nn
 
 from frkit.models.adapters.bottleneck import BottleneckAdapter
@@ -305,12 +307,12 @@ class AdapterStack:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         for a in self.adapter_names:
-            save_file(self.adapter_state_dict(a), str(folder / f"adapter.{a}.safetensors"))
+            atomic.save_tensors(folder / f"adapter.{a}.safetensors", self.adapter_state_dict(a))
         for f in self.fusion_adapters:
-            save_file(self.fusion_state_dict(f), str(folder / f"fusion.{f}.safetensors"))
+            atomic.save_tensors(folder / f"fusion.{f}.safetensors", self.fusion_state_dict(f))
         meta = {"config": self.config, "adapters": self.adapter_names,
                 "fusions": {f: list(n) for f, n in self.fusion_adapters.items()}}
-        (folder / "adapters.json").write_text(json.dumps(meta, indent=1))
+        atomic.write_json(folder / "adapters.json", meta, indent=1)
 
     @classmethod
     def load(cls, encoder: nn.Module, folder: str | Path) -> "AdapterStack":
