@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -97,7 +100,12 @@ def main() -> None:
     parser.add_argument("--eval-batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--table", metavar="JSON", help="print the markdown table of a written JSON and stop")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(Path(args.table).read_text())))
+        return
+    load_before = os.getloadavg()
 
     cfg, marketplace, source, tokenizer = setup(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -141,8 +149,42 @@ def main() -> None:
     for k, v in ratios.items():
         print(f"{k:<52} {v:8.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": str(device), "bf16": why, "threads": torch.get_num_threads(),
-                                               "args": vars(args), "rows": rows, "ratios": ratios}, indent=2))
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            "device": str(device), "cpu": cpu_model(), "bf16": why, "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "frkit_revision": git_revision(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_average_1min": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
+            "args": {k: v for k, v in vars(args).items() if k != "table"}, "rows": rows, "ratios": ratios}, indent=2))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_revision() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def markdown_table(result: dict) -> str:
+    """The README's benchmark table, from a JSON this script wrote."""
+    lines = [f"{result['cpu']}, {result['threads']} torch threads, torch {result['torch']}, frkit {result['frkit_revision']}, "
+             f"{result['date']} (1-min load average {result['load_average_1min']['before']} before, "
+             f"{result['load_average_1min']['after']} after); bf16: {result['bf16']}.", "",
+             "| measure | pairs/s | note |", "|---|---:|---|"]
+    lines += [f"| {r['measure']} | {r['pairs/s']:.1f} | {r['note']} |" for r in result["rows"]]
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines += [f"| {k} | {v:.2f}x |" for k, v in result["ratios"].items()]
+    return "\n".join(lines)
 
 
 class _allow_bf16:
