@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from safetensors.torch import load_file
 from torch import nn
 
-from frkit import atomic
+from frkit import atomic, distributed
 from frkit.data.batching import PairDataset, make_loader
 from frkit.data.marketplace import Marketplace
 from frkit.models.cross_encoder import CrossEncoder
@@ -61,7 +61,8 @@ class MethodContext:
     def loader(self, table: pd.DataFrame, train: bool, seed: int = 0):
         size = self.cfg.batch_size if train else self.cfg.eval_batch_size
         return make_loader(table, self.tokenizer, self.cfg.max_length, size, shuffle=train, seed=seed,
-                           length_batching=self.cfg.length_batching, dataset=self._tokenised(table))
+                           length_batching=self.cfg.length_batching, dataset=self._tokenised(table),
+                           shard=(distributed.rank(), distributed.world_size()))
 
     def _tokenised(self, table: pd.DataFrame) -> PairDataset:
         """Each table is tokenised once per run (test sets are scored after every marketplace)."""
