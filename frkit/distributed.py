@@ -20,6 +20,7 @@ single-process runs compute exactly what they did before. With N processes (gloo
 from __future__ import annotations
 
 import math
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -30,20 +31,24 @@ from torch.utils.data import Sampler
 from frkit.errors import FrkitInputError
 
 
+def cpu_launch() -> bool:
+    """Several processes on a machine without CUDA (``torchrun --nproc_per_node N`` on CPUs): accelerate must be told
+    ``cpu=True`` to make them one gloo group; without it each process would train alone, on all the data."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
 def _state():
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=cpu_launch())  # the one shared state; the Accelerator (frkit/train.py) agrees on cpu
 
 
 def world_size() -> int:
-    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
-        return 1
-    return torch.distributed.get_world_size()
+    return _state().num_processes
 
 
 def rank() -> int:
-    return torch.distributed.get_rank() if world_size() > 1 else 0
+    return _state().process_index
 
 
 def is_main() -> bool:
@@ -126,11 +131,11 @@ class ShardedBatches(Sampler[list[int]]):
             return math.ceil(total / self.world)
         return len(range(self.rank, total, self.world))
 
-    def __iter__(self) -> Iterator[list[int]]:
-        every = list(self.batches)
+    def __iter__(self) -> Iterator[list[int]]:  # a generator: the batches are drawn at the first next(), as a
+        every = list(self.batches)                 # DataLoader's own sampler is (after it drew its worker seed)
         if self.pad and every and len(every) % self.world:
             every += [every[i % len(every)] for i in range(self.world - len(every) % self.world)]
-        return iter(every[self.rank:: self.world])
+        yield from every[self.rank:: self.world]
 
 
 def gather_rows(rows: np.ndarray, scores: np.ndarray, n_rows: int) -> np.ndarray:

@@ -34,7 +34,7 @@ def get_accelerator(precision: str = "auto") -> Accelerator:
     """The process's Accelerator (device placement). Its own mixed precision stays off: accelerate would patch
     the model's forward with autocast for good, so the Fisher and the scores after training would run in
     bf16 too; frkit puts autocast around the training step and evaluation only (``frkit/precision.py``)."""
-    return Accelerator(mixed_precision="no")
+    return Accelerator(mixed_precision="no", cpu=distributed.cpu_launch())
 
 
 def resolved_precision(precision: str) -> str:

@@ -92,17 +92,22 @@ def make_loader(table: pd.DataFrame, tokenizer, max_length: int, batch_size: int
     every process runs the same number of steps, evaluation scores each row once (rows carry ``row``)."""
     dataset = dataset if dataset is not None else PairDataset(table, tokenizer, max_length)
     collate = DataCollatorWithPadding(tokenizer)
+    shard = shard if shard is not None and shard[1] > 1 else None
     if length_batching:
         sampler = (LengthBucketBatches(dataset.lengths, batch_size, seed) if shuffle
                    else SortedBatches(dataset.lengths, batch_size))
     elif shard is None:
         generator = torch.Generator().manual_seed(seed) if shuffle else None  # seeded: resumed runs replay the order
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
-    else:
-        rows = (RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle
-                else SequentialSampler(dataset))
+    else:  # the global batches one process draws (the DataLoader draws its worker seed from the generator first)
+        generator = torch.Generator().manual_seed(seed) if shuffle else None
+        rows = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
         sampler = BatchSampler(rows, batch_size, drop_last=False)
-    if shard is not None and shard[1] > 1:
+        from frkit.distributed import ShardedBatches
+
+        return DataLoader(dataset, batch_sampler=ShardedBatches(sampler, shard[0], shard[1], pad=shuffle),
+                          generator=generator, collate_fn=collate)
+    if shard is not None:
         from frkit.distributed import ShardedBatches
 
         sampler = ShardedBatches(sampler, shard[0], shard[1], pad=shuffle)
