@@ -41,7 +41,9 @@ class MethodContext:
 
     @property
     def device(self) -> torch.device:
-        return get_accelerator().device
+        device = get_accelerator().device
+        # a multi-process CPU launch places each process on "cpu:<index>", which safetensors refuses to load onto
+        return torch.device("cpu") if device.type == "cpu" else device
 
     def load_base(self) -> nn.Module:
         """The base encoder, loaded from disk once (the runner loads it before writing the run folder, so a broken
