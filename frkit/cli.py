@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     p_sw.add_argument("--summary-only", action="store_true",
                       help="rebuild summary.md / summary.csv from the sweep's results folder, train nothing")
     p_sw.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process (default 1)")
+    p_sw.add_argument("--executor", choices=["local", "ray"], default="local",
+                      help="local: processes on this machine (--jobs); ray: a task per run on a Ray cluster "
+                           '(pip install -e ".[cluster]")')
+    p_sw.add_argument("--address", help="with --executor ray: the cluster (auto: the one started here with "
+                                        "`ray start --head`; default: start a local Ray instance)")
     p_sw.add_argument("--readme", help="also rewrite this README's results block for the sweep (with --summary-only)")
     p_pack = add("pack", help="pack the (trimmed) encoder and the data of a params file into one .tar.xz")
     p_pack.add_argument("params", help="params/*.yaml")
@@ -101,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
                     update_readme(Path(args.readme), sweep, results, args.sweep)
             else:
-                run_sweep(args.sweep, args.only, _overrides(args.param), jobs=args.jobs, seeds=args.seeds, orders=args.orders)
+                run_sweep(args.sweep, args.only, _overrides(args.param), jobs=args.jobs, seeds=args.seeds, orders=args.orders,
+                          executor=args.executor, address=args.address)
         elif args.command == "pack":
             from frkit.pack import pack_bundle
 

@@ -21,7 +21,8 @@ from frkit.artifacts import RunFolder
 from frkit.config import BaseRunConfig, default_params
 from frkit.data import load_marketplaces
 from frkit.data.marketplace import Marketplace
-from frkit.fingerprint import fingerprint
+from frkit import distributed
+from frkit.fingerprint import differences, fingerprint
 from frkit.methods import METHODS
 from frkit.methods.base import MethodContext
 from frkit.metrics import auc_matrix_frame, summarize
@@ -81,15 +82,23 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
     # every input is checked before anything is written: the output folder and an existing run's records, the
     # data, the precision this machine can run, the model (files, tokenizer, weights), the data and model against
     # what an existing run started with; only then is the run folder made (a failed check leaves no folder behind)
+    # In a data-parallel launch (frkit/distributed.py) every process checks and loads; the processes must agree on
+    # the parameters and the data/model fingerprint; only the main process writes the folder, the others wait.
+    distributed.agree("parameters", params)
     folder.check(params, resume=cfg.resume, defaults=defaults)
     marketplaces = load_configured_marketplaces(cfg)
     resolved_precision(cfg.precision)
-    model_source = prepare_model_source(cfg, marketplaces)
+    with distributed.main_first():  # a trimmed vocabulary is written once, to the cache
+        model_source = prepare_model_source(cfg, marketplaces)
     tokenizer = load_tokenizer(model_source)
     ctx = MethodContext(cfg, model_source, tokenizer, show_progress=show_progress)
     ctx.load_base()
-    folder.open(params, resume=cfg.resume, defaults=defaults,
-                fingerprint=fingerprint(marketplaces, resolve_model_source(cfg.model_name_or_path)))
+    prints = fingerprint(marketplaces, resolve_model_source(cfg.model_name_or_path))
+    distributed.agree("data or model", prints, differences)
+    distributed.barrier()  # every process has checked the folder before the main one writes it
+    if distributed.is_main():
+        folder.open(params, resume=cfg.resume, defaults=defaults, fingerprint=prints)
+    distributed.barrier()
 
     def new_method():
         set_seed(cfg.seed)
@@ -101,7 +110,8 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
     if done == K:
         method = None  # finished: the metrics come from progress.json alone
     elif done:
-        method, done = restore(folder, new_method)  # the last sound checkpoint (frkit/resume.py)
+        with distributed.main_first():  # the main process sets a damaged checkpoint aside; the others load after it
+            method, done = restore(folder, new_method)  # the last sound checkpoint (frkit/resume.py)
     else:
         method = new_method()
     progress = folder.progress()
@@ -111,8 +121,10 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
     init_aucs = progress.get("init_aucs")
     if cfg.evaluate_unseen and init_aucs is None:
         wall, cpu = time.time(), time.process_time()
-        init_aucs = _init_aucs(ctx, cfg, marketplaces)
-        folder.save_init_aucs(init_aucs, {"init_seconds": time.time() - wall, "init_cpu_seconds": time.process_time() - cpu})
+        init_aucs = _init_aucs(ctx, cfg, marketplaces)  # every process: the scores are sharded and gathered
+        if distributed.is_main():
+            folder.save_init_aucs(init_aucs, {"init_seconds": time.time() - wall,
+                                              "init_cpu_seconds": time.process_time() - cpu})
 
     for k in range(done, K):
         marketplace = marketplaces[k]
@@ -124,10 +136,14 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
             if t <= k or cfg.evaluate_unseen:
                 R[k, t] = roc_auc(other.test["label"], method.predict(other.test, other.name))
         row = [None if np.isnan(x) else float(x) for x in R[k]]
-        folder.save_artifacts(k, marketplace.name, method.artifacts())  # before the step is recorded
-        folder.save_step(k, marketplace.name, row, {**learn_log, "learn_seconds": learn_s,
-                                                     "eval_seconds": time.time() - started - learn_s,
-                                                     "cpu_seconds": time.process_time() - cpu}, method)
+        if distributed.is_main():
+            folder.save_artifacts(k, marketplace.name, method.artifacts())  # before the step is recorded
+            folder.save_step(k, marketplace.name, row, {**learn_log, "learn_seconds": learn_s,
+                                                         "eval_seconds": time.time() - started - learn_s,
+                                                         "cpu_seconds": time.process_time() - cpu,
+                                                         **({"processes": distributed.world_size()}
+                                                            if distributed.world_size() > 1 else {})}, method)
+        distributed.barrier()  # the step is recorded before any process goes on
         log.info("after %s: %s", marketplace.name, dict(zip(names, row)))
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -135,5 +151,7 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
     metrics = summarize(R, names, init_aucs)
     metrics["method"] = cfg.method
     metrics["trainable_params"] = {s["marketplace"]: s["trainable_params"] for s in folder.progress()["steps"]}
-    folder.write_metrics(metrics, auc_matrix_frame(R, names))
+    if distributed.is_main():
+        folder.write_metrics(metrics, auc_matrix_frame(R, names))
+    distributed.barrier()
     return RunResult(folder.path, metrics, R)

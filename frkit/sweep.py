@@ -10,6 +10,7 @@ A sweep file (``params/sweeps/*.yaml``)::
     results: results/cpu_stsb        # finished runs' small files are copied here (default results/<name>)
     overrides: {epochs: 1}           # for every run
     anchors: ...                     # free: a place for YAML anchors (&name) that runs refer to
+    resources: {num_cpus: 1, num_gpus: 0}   # per run, for --executor ray (a run entry may give its own)
     runs:
       independent: {method: independent}
       fr_lora+lr_decay: {method: fr_lora, lr_decay: 0.5, orders: [[en, es, ja], [ja, es, en]]}  # its own orders
@@ -20,6 +21,7 @@ folder is skipped, so a sweep spans sessions: commit the results folder as runs 
 several runs at once in separate processes (measure: on 2 CPU cores two one-thread runs beat one two-thread
 run by ~1.2x; a small encoder leaves most of a GPU idle). The summary (``summary.md``, ``summary.csv``) is
 built from the results folder alone, so ``--summary-only`` re-checks every figure from committed files.
+``executor="ray"`` sends each run to a Ray cluster as a task instead (``frkit/sweep_ray.py``).
 """
 from __future__ import annotations
 
@@ -42,7 +44,8 @@ from frkit.config import BaseRunConfig, make_config, read_params
 from frkit.errors import FrkitInputError
 from frkit.paths import resolve
 
-SWEEP_KEYS = {"base", "name", "seeds", "orders", "baseline", "results", "overrides", "anchors", "runs"}
+SWEEP_KEYS = {"base", "name", "seeds", "orders", "baseline", "results", "overrides", "anchors", "resources", "runs"}
+EXECUTORS = ("local", "ray")
 RESULT_FILES = ("params.yaml", "environment.json", "metrics.json", "auc_matrix.csv", "progress.json")
 
 
@@ -74,6 +77,7 @@ class Sweep:
     results_dir: Path
     labels: list[str]
     configs: dict[RunKey, BaseRunConfig] = field(default_factory=dict)
+    resources: dict[RunKey, dict] = field(default_factory=dict)  # {num_cpus, num_gpus} per run (--executor ray)
 
     def keys(self, label: str | None = None) -> list[RunKey]:
         return [k for k in self.configs if label is None or k.label == label]
@@ -153,15 +157,25 @@ def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
     sweep = Sweep(path=path, name=name, base=base, seeds=seeds, orders=default_orders,
                   baseline=spec.get("baseline", "independent"), results_dir=resolve(spec.get("results", f"results/{name}")),
                   labels=list(spec["runs"]))
+    from frkit.sweep_ray import resources
+
+    default_resources = spec.get("resources") or {}
+    if not isinstance(default_resources, dict):
+        raise FrkitInputError(f"sweep file {path}: resources must be a mapping {{num_cpus: 1, num_gpus: 0}}")
     for label, run_values in spec["runs"].items():
         run_values = dict(run_values or {})
         where = f"sweep file {path} (run {label!r})"
+        own = run_values.pop("resources", None) or {}
+        if not isinstance(own, dict):
+            raise FrkitInputError(f"{where}: resources must be a mapping {{num_cpus: 1, num_gpus: 0}}")
+        need = resources({**default_resources, **own}, where)
         orders = _orders(run_values.pop("orders"), base_cfg.marketplaces, where) if "orders" in run_values else default_orders
         for order, seed in itertools.product(orders, seeds):
             key = RunKey(label, order, seed)
             values = {**base_params, **spec.get("overrides", {}), **run_values, **(overrides or {}),
                       "seed": seed, "marketplaces": list(order), "run_name": f"{name}/{label}/{key.order_tag}/seed{seed}"}
             sweep.configs[key] = make_config(values, source=where)
+            sweep.resources[key] = need
     return sweep
 
 
@@ -200,15 +214,26 @@ def export_run(run_dir: Path, target: Path) -> None:
 
 
 def run_sweep(path: str | Path, only: list[str] | None = None, overrides: dict | None = None, jobs: int = 1,
-              seeds: list[int] | None = None, orders: list[str] | None = None):
+              seeds: list[int] | None = None, orders: list[str] | None = None, executor: str = "local",
+              address: str | None = None):
     """Train every (run, order, seed) of the sweep file whose results are not there yet, then summarise.
 
-    ``only`` / ``seeds`` / ``orders`` (order tags such as ``en-es-ja``) pick a part of the sweep."""
+    ``only`` / ``seeds`` / ``orders`` (order tags such as ``en-es-ja``) pick a part of the sweep. ``executor``:
+    ``"local"`` (processes here, ``jobs`` at once) or ``"ray"`` (a task per run on the Ray cluster at ``address``;
+    none: a local Ray instance)."""
     from frkit.runner import run
 
     if jobs < 1:
         raise FrkitInputError(f"--jobs {jobs}: expected a whole number >= 1")
+    if executor not in EXECUTORS:
+        raise FrkitInputError(f"--executor {executor!r}: expected one of {list(EXECUTORS)}")
+    if address is not None and executor != "ray":
+        raise FrkitInputError(f"--address {address}: only with --executor ray")
     sweep = load_sweep(path, overrides)
+    if executor == "ray":
+        from frkit.sweep_ray import connect
+
+        connect(address)  # Ray installed and a cluster there, or the command that fixes it, before any run
     known_orders = sorted({k.order_tag for k in sweep.configs})
     for given, known, flag in ((only, sweep.labels, "--only"), (seeds, sweep.seeds, "--seeds"),
                                (orders, known_orders, "--orders")):
@@ -231,7 +256,11 @@ def run_sweep(path: str | Path, only: list[str] | None = None, overrides: dict |
         pending.append((key, cfg))
     print(f"== {sweep.name}: {len(todo) - len(pending)} of {len(todo)} runs already have results; "
           f"{len(pending)} to train", flush=True)
-    if jobs <= 1:
+    if executor == "ray":
+        from frkit.sweep_ray import run_on_ray
+
+        run_on_ray(sweep, pending, address, export_run)
+    elif jobs <= 1:
         for key, cfg in pending:
             print(f"== {key}", flush=True)
             run(cfg)

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from frkit import distributed
 from frkit.precision import autocast, full_precision, resolve_precision
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
@@ -33,7 +34,7 @@ def get_accelerator(precision: str = "auto") -> Accelerator:
     """The process's Accelerator (device placement). Its own mixed precision stays off: accelerate would patch
     the model's forward with autocast for good, so the Fisher and the scores after training would run in
     bf16 too; frkit puts autocast around the training step and evaluation only (``frkit/precision.py``)."""
-    return Accelerator(mixed_precision="no")
+    return Accelerator(mixed_precision="no", cpu=distributed.cpu_launch())
 
 
 def resolved_precision(precision: str) -> str:
@@ -55,8 +56,13 @@ def predict_scores(model: nn.Module, loader: DataLoader, head: str, precision: s
     """P(relevant) for every row of the loader's table, in the table's order.
 
     Batches may come in any order (length-sorted evaluation): each carries ``row``, the row's position in
-    the table, and the scores are put back by it.
+    the table, and the scores are put back by it. A sharded loader (a data-parallel launch) scores this
+    process's share of the rows; the shares are gathered (``frkit.distributed.gather_rows``), so every
+    process returns the whole table's scores.
     """
+    from frkit.distributed import ShardedBatches, gather_rows
+
+    sharded = isinstance(getattr(loader, "batch_sampler", None), ShardedBatches)
     device = get_accelerator().device
     precision = resolved_precision(precision)
     was_training = model.training
@@ -70,6 +76,10 @@ def predict_scores(model: nn.Module, loader: DataLoader, head: str, precision: s
             scores.append(torch.softmax(logits.float(), -1)[:, 1].cpu())
         rows.append(batch["row"].cpu() if "row" in batch else None)
     model.train(was_training)
+    if sharded:
+        flat = torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
+        mine = torch.cat(rows).numpy() if scores else np.zeros(0, dtype=np.int64)
+        return gather_rows(mine, flat, len(loader.dataset))
     if not scores:
         return np.zeros(0)
     flat = torch.cat(scores).numpy()
@@ -182,7 +192,13 @@ def fit(
     total = steps_per_epoch * settings.epochs
     warmup = warmup_steps(settings, total, desc)
     scheduler = _make_scheduler(optimizer, settings, total, warmup)
-    model_p, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    data_parallel = distributed.world_size() > 1
+    if data_parallel:  # gradients averaged by hand after each backward (frkit/distributed.py), not by DDP: the loss
+        # functions read the model's attributes and add penalties outside its forward, which DDP's wrapper hides or
+        # counts twice; accelerate's scheduler wrapper would also step N times per step (steps here are per process)
+        model_p = model
+    else:
+        model_p, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     best = FitResult(best_val_auc=-math.inf, best_epoch=-1, epochs_run=0, steps=0)
     best.warmup_steps = warmup
@@ -201,13 +217,15 @@ def fit(
             with autocast(device, precision):
                 loss = loss_fn(model_p, batch)
             accelerator.backward(loss)
+            if data_parallel:
+                distributed.average_gradients(trainable)  # the global batch's gradient on every process
             if settings.max_grad_norm:
                 accelerator.clip_grad_norm_(trainable, settings.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            value = loss.item()
+            value = distributed.mean_over_processes(loss.item())  # the global batch's loss in the logs
             running += value
             window += value
             since_eval += 1

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from frkit import distributed
 from frkit.core.fp32 import full_precision
 
 Batch = Mapping[str, object]
@@ -77,6 +78,9 @@ def diagonal_fisher(
         label_key: where the labels are in each batch.
 
     Returns: name -> float32 tensor of the parameter's shape, on the parameter's device.
+    In a data-parallel launch every process must call it (each with its shard of the batches): the per-sample
+    sums and the sample count are all-reduced before the mean, so every process gets the Fisher over all
+    processes' samples, the single-process Fisher over the same samples.
     The model's parameters, ``requires_grad`` flags, ``.grad`` and train/eval modes are left as found.
     """
     if kind not in KINDS:
@@ -113,6 +117,11 @@ def diagonal_fisher(
     finally:
         for m, was_training in modes.items():
             m.train(was_training)
+    if distributed.world_size() > 1:  # a data-parallel launch: each process summed its shard's samples; Eq. 3's
+        # mean is over all of them, sum_p sum_{b in shard p} g_b^2 / sum_p n_p, whatever the shards were
+        count = torch.tensor([float(n_samples)], dtype=torch.float64, device=next(iter(fisher.values())).device)
+        distributed.all_reduce_sum({**fisher, "\0count": count})
+        n_samples = int(count.item())
     if n_samples == 0:
         raise ValueError("batches held no samples")
     for f in fisher.values():

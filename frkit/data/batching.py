@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 from transformers import DataCollatorWithPadding
 
 BUCKET_BATCHES = 50  # batches per sorting window: wide enough to group lengths, narrow enough to stay random
@@ -82,14 +82,33 @@ class LengthBucketBatches(Sampler[list[int]]):
 
 
 def make_loader(table: pd.DataFrame, tokenizer, max_length: int, batch_size: int, shuffle: bool, seed: int = 0,
-                length_batching: bool = True, dataset: PairDataset | None = None) -> DataLoader:
+                length_batching: bool = True, dataset: PairDataset | None = None,
+                shard: tuple[int, int] | None = None) -> DataLoader:
     """Batches of ``table``: shuffled (seeded) for training, in order for evaluation; grouped by length unless
-    ``length_batching`` is off. ``dataset`` reuses an already tokenised table."""
+    ``length_batching`` is off. ``dataset`` reuses an already tokenised table.
+
+    ``shard=(rank, world)`` (a data-parallel launch): every process draws the same global batches and keeps
+    batches rank, rank + world, ... (``frkit.distributed.ShardedBatches``); training pads the last round so
+    every process runs the same number of steps, evaluation scores each row once (rows carry ``row``)."""
     dataset = dataset if dataset is not None else PairDataset(table, tokenizer, max_length)
     collate = DataCollatorWithPadding(tokenizer)
+    shard = shard if shard is not None and shard[1] > 1 else None
     if length_batching:
         sampler = (LengthBucketBatches(dataset.lengths, batch_size, seed) if shuffle
                    else SortedBatches(dataset.lengths, batch_size))
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
-    generator = torch.Generator().manual_seed(seed) if shuffle else None  # seeded: resumed runs replay the same order
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
+    elif shard is None:
+        generator = torch.Generator().manual_seed(seed) if shuffle else None  # seeded: resumed runs replay the order
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
+    else:  # the global batches one process draws (the DataLoader draws its worker seed from the generator first)
+        generator = torch.Generator().manual_seed(seed) if shuffle else None
+        rows = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        sampler = BatchSampler(rows, batch_size, drop_last=False)
+        from frkit.distributed import ShardedBatches
+
+        return DataLoader(dataset, batch_sampler=ShardedBatches(sampler, shard[0], shard[1], pad=shuffle),
+                          generator=generator, collate_fn=collate)
+    if shard is not None:
+        from frkit.distributed import ShardedBatches
+
+        sampler = ShardedBatches(sampler, shard[0], shard[1], pad=shuffle)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from safetensors.torch import load_file
 from torch import nn
 
-from frkit import atomic
+from frkit import atomic, distributed
 from frkit.data.batching import PairDataset, make_loader
 from frkit.data.marketplace import Marketplace
 from frkit.models.cross_encoder import CrossEncoder
@@ -41,7 +41,9 @@ class MethodContext:
 
     @property
     def device(self) -> torch.device:
-        return get_accelerator().device
+        device = get_accelerator().device
+        # a multi-process CPU launch places each process on "cpu:<index>", which safetensors refuses to load onto
+        return torch.device("cpu") if device.type == "cpu" else device
 
     def load_base(self) -> nn.Module:
         """The base encoder, loaded from disk once (the runner loads it before writing the run folder, so a broken
@@ -61,7 +63,8 @@ class MethodContext:
     def loader(self, table: pd.DataFrame, train: bool, seed: int = 0):
         size = self.cfg.batch_size if train else self.cfg.eval_batch_size
         return make_loader(table, self.tokenizer, self.cfg.max_length, size, shuffle=train, seed=seed,
-                           length_batching=self.cfg.length_batching, dataset=self._tokenised(table))
+                           length_batching=self.cfg.length_batching, dataset=self._tokenised(table),
+                           shard=(distributed.rank(), distributed.world_size()))
 
     def _tokenised(self, table: pd.DataFrame) -> PairDataset:
         """Each table is tokenised once per run (test sets are scored after every marketplace)."""

@@ -1,0 +1,134 @@
+"""``frkit sweep FILE --executor ray [--address auto]``: each run of a sweep as a Ray task (Ray is optional: ``[cluster]``).
+
+Each pending run becomes one task with the run's resource needs (``resources: {num_cpus, num_gpus}`` in the sweep
+file, for every run or per run). The task is ``frkit run`` of that run's parameters in a Ray worker; the run folders
+are written by the workers, so on a cluster of several machines ``output_dir`` must be a shared file system (the
+driver reads the folders to stream progress and to export finished runs to the results folder, as the local executor
+does). A worker that dies (killed, out of memory, its node lost) fails the task with a system error and Ray runs it
+again (``max_retries``); the new attempt resumes the run folder from its last finished marketplace (``resume: true``,
+the default). Progress is streamed by the driver: every finished marketplace of every run, read from its
+``progress.json``, and every finished or failed run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from frkit.errors import FrkitInputError
+
+INSTALL = 'pip install -e ".[cluster]"  (Ray 2.60)'
+RETRIES = 3  # attempts after a worker dies; each resumes from the last finished marketplace
+POLL_SECONDS = 2.0
+
+
+def import_ray():
+    """Ray, or a FrkitInputError saying how to install it (before any run starts)."""
+    try:
+        import ray
+    except ImportError:
+        raise FrkitInputError(f"--executor ray needs Ray, which is not installed here: {INSTALL}; or leave "
+                              "--executor out to run the sweep as local processes") from None
+    return ray
+
+
+def connect(address: str | None):
+    """Join the cluster at ``address`` ("auto": the one started on this machine with ``ray start --head``), or
+    start a local Ray instance when no address is given. No cluster there: a FrkitInputError with the fix."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray
+    if address not in (None, "auto", "local") and not address.startswith("ray://"):
+        _reachable(address)  # ray.init would wait a long while for a head that is not there
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        where = "on this machine (--address auto)" if address == "auto" else f"at {address}"
+        raise FrkitInputError(f"--executor ray: no Ray cluster {where} ({str(err).splitlines()[0]}); start one "
+                              "with `ray start --head` on this machine (workers: `ray start --address <head>:6379`), "
+                              "or leave --address out to start a local Ray instance") from None
+    return ray
+
+
+def _reachable(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
+            return
+    except (OSError, ValueError) as err:
+        raise FrkitInputError(f"--executor ray: no Ray cluster at {address} ({err}); start one there with "
+                              "`ray start --head --port <port>`, or give its head's <host>:<port> (`ray status` on "
+                              "the head shows it), or leave --address out to start a local Ray instance") from None
+
+
+def resources(values: dict, where: str) -> dict:
+    """``{num_cpus, num_gpus}`` of a sweep's ``resources`` entry, checked (defaults: 1 CPU, no GPU)."""
+    unknown = set(values) - {"num_cpus", "num_gpus"}
+    if unknown:
+        raise FrkitInputError(f"{where}: resources: unknown key(s) {sorted(unknown)}; expected num_cpus, num_gpus")
+    out = {"num_cpus": values.get("num_cpus", 1), "num_gpus": values.get("num_gpus", 0)}
+    for key, value in out.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise FrkitInputError(f"{where}: resources: {key} {value!r}: expected a number >= 0")
+    return out
+
+
+def _task(values: dict, threads: int, log_path: str) -> str | None:
+    """The Ray task body: the same worker body as the local executor's; the pid goes beside the log (who runs it)."""
+    from frkit import atomic
+    from frkit.sweep import _run_in_worker
+
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(Path(log_path).with_suffix(".pid"), f"{os.getpid()}\n")
+    return _run_in_worker(values, threads, log_path)
+
+
+def run_on_ray(sweep, todo: list, address: str | None, export) -> None:
+    """Submit every (key, cfg) of ``todo`` as a task, stream progress until all are done, export finished runs."""
+    ray = connect(address)
+    from frkit.sweep import _log_path
+
+    remote = ray.remote(max_retries=RETRIES, retry_exceptions=False)(_task)
+    refs = {}
+    for key, cfg in todo:
+        need = sweep.resources[key]
+        threads = max(1, int(need["num_cpus"]))
+        ref = remote.options(num_cpus=need["num_cpus"], num_gpus=need["num_gpus"],
+                             name=f"frkit {key}").remote(cfg.model_dump(), threads, str(_log_path(cfg)))
+        refs[ref] = (key, cfg)
+        print(f"== {key}: submitted to Ray ({need['num_cpus']} CPU, {need['num_gpus']} GPU), log in "
+              f"{_log_path(cfg)}", flush=True)
+    seen = {key: 0 for key, _ in todo}
+    failed = []
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
+        for key, cfg in refs.values():
+            seen[key] = _report_steps(key, cfg.run_dir, seen[key])
+        for ref in done:
+            key, cfg = refs[ref]
+            try:
+                error = ray.get(ref)
+            except Exception as err:  # noqa: BLE001 - the worker died more often than Ray retries
+                error = f"{type(err).__name__}: {err}"
+            if not error:
+                export(cfg.run_dir, sweep.result_folder(key))
+            print(f"== {key}: {'failed: ' + error.strip().splitlines()[-1] if error else 'done'}", flush=True)
+            if error:
+                failed.append(f"{key}:\n{error}")
+    if failed:
+        raise RuntimeError("sweep runs failed on Ray (finished runs are kept):\n" + "\n".join(failed))
+
+
+def _report_steps(key, run_dir: Path, already: int) -> int:
+    """Print the marketplaces ``run_dir`` finished since the last look; the count now."""
+    try:
+        steps = json.loads((run_dir / "progress.json").read_text())["steps"]
+    except (OSError, ValueError, KeyError):
+        return already
+    for s in steps[already:]:
+        row = ", ".join(f"{x:.3f}" if isinstance(x, float) else "-" for x in s["auc_row"])
+        print(f"== {key}: {s['marketplace']} learned ({time.strftime('%H:%M:%S')}), AUC row [{row}]", flush=True)
+    return max(already, len(steps))
