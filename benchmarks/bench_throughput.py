@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -29,7 +27,8 @@ from frkit.data.batching import make_loader
 from frkit.models.cross_encoder import CrossEncoder
 from frkit.models.encoder import load_encoder, load_tokenizer
 from frkit.models.source import prepare_model_source
-from frkit.precision import bf16_support
+from frkit.artifacts import git_revision
+from frkit.precision import bf16_support, cpu_model
 from frkit.train import TrainSettings, cross_entropy_loss, fit, predict_scores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,24 +154,6 @@ def main() -> None:
             "torch": torch.__version__, "frkit_revision": git_revision(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "load_average_1min": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
             "args": {k: v for k, v in vars(args).items() if k != "table"}, "rows": rows, "ratios": ratios}, indent=2))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_revision() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def markdown_table(result: dict) -> str:
