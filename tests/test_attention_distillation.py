@@ -127,3 +127,62 @@ def test_attention_distillation_resumes_exactly(tiny_params, monkeypatch):
     np.testing.assert_allclose(resumed.auc_matrix, reference.auc_matrix, atol=1e-6)
     steps = json.loads((cfg.run_dir / "progress.json").read_text())["steps"]
     assert [s["trainable_params"] > 0 for s in steps] == [True, True, True]
+
+
+def _value_regulariser_by_hand(stack, fusion):
+    """0.01 * sum over layers of ||I - V||_F^2, read straight off the fusion modules' weights."""
+    total = 0.0
+    for layer in stack.layers.values():
+        v = layer.fusions[fusion].value.weight.detach().double()
+        total += 0.01 * ((torch.eye(v.shape[0], dtype=v.dtype) - v) ** 2).sum().item()
+    return total
+
+
+@pytest.mark.parametrize("method_name", ["attention_distillation", "adapter_fusion"])
+@pytest.mark.parametrize("enabled", [True, False])
+def test_fusion_stage_loss_holds_adapterhubs_value_regulariser(tiny_params, monkeypatch, method_name, enabled):
+    """AdapterHub's dynamic fusion adds 0.01 sum_l ||I - V_l||^2 to the fusion loss; the option switches it off."""
+    import frkit.methods.adapter_fusion as af_module
+    from frkit.train import cross_entropy_loss
+
+    cfg = make_config(tiny_params(method=method_name, epochs=1, translate_fraction=0.0,
+                                  fusion_value_regularization=enabled))
+    ms = load_configured_marketplaces(cfg)
+    ctx = MethodContext(cfg, cfg.model_name_or_path, load_tokenizer(cfg.model_name_or_path), show_progress=False)
+    method = METHODS[cfg.method](cfg, ctx)
+    method.learn(0, ms[0], ms[:1])
+    seen = {}
+
+    def check(loss, inner, head):
+        fusion = "fusion_1"
+        torch.manual_seed(0)
+        with torch.no_grad():  # move V off the identity so that the regulariser is far from 0
+            for layer in method.stack.layers.values():
+                layer.fusions[fusion].value.weight.add_(0.2 * torch.randn_like(layer.fusions[fusion].value.weight))
+        batch = next(iter(method.ctx.loader(ms[1].train, train=True, seed=0)))
+        method.model.eval()
+        with torch.no_grad():
+            got = (loss(method.model, batch) - inner(method.model, batch)).item()
+        expected = _value_regulariser_by_hand(method.stack, fusion) if enabled else 0.0
+        assert expected == 0.0 or expected > 0.01
+        assert got == pytest.approx(expected, rel=1e-4, abs=1e-6)
+        seen["checked"] = head
+
+    if method_name == "attention_distillation":
+        inner_fns = []
+        real_loss = method.distillation_loss
+        method.distillation_loss = lambda *a, **kw: inner_fns.append(real_loss(*a, **kw)) or inner_fns[-1]
+        monkeypatch.setattr(ad_module, "fit", lambda model, params, batches, loss, *a, **kw:
+                            check(loss, inner_fns[-1], "es") or pytest.skip("checked"))
+    else:
+        def train(model, params, marketplace, head, lr, step, loss_fn=None, **kw):
+            check(loss_fn, cross_entropy_loss(head), head)
+            pytest.skip("checked")
+        method.train = train
+        method.train_language_adapter = lambda step, marketplace: method.stack.add_adapter(marketplace.name) or None
+        monkeypatch.setattr(af_module, "fit_log", lambda result: {})
+    try:
+        method.learn(1, ms[1], ms[:2])
+    except pytest.skip.Exception:
+        pass
+    assert seen.get("checked")

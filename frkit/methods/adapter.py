@@ -18,6 +18,7 @@ from frkit.methods import register
 from frkit.methods.base import Method, fit_log
 from frkit.methods.options import AdapterOptions
 from frkit.models.adapters import AdapterStack
+from frkit.train import cross_entropy_loss
 
 
 class AdapterMethodBase(Method):
@@ -42,6 +43,17 @@ class AdapterMethodBase(Method):
             p.requires_grad_(True)
         lr = self.cfg.language_adapter_lr or self.cfg.adapter_lr
         return self.train(self.model, params, marketplace, name, lr, step)
+
+    def with_fusion_regularization(self, loss_fn, fusion: str):
+        """``loss_fn`` plus AdapterHub's value regulariser 0.01 * sum_l ||I - V_l||^2 of ``fusion`` (when enabled)."""
+        if not self.cfg.fusion_value_regularization:
+            return loss_fn
+        stack = self.stack
+
+        def loss(model, batch):
+            return loss_fn(model, batch) + stack.fusion_regularization(fusion)
+
+        return loss
 
     @torch.no_grad()
     def fusion_scores(self, table: pd.DataFrame, setup: dict | None = None):

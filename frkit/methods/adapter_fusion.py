@@ -2,7 +2,8 @@
 
 Breaks the continual-learning rule on purpose (like ``joint``): at step k the language adapter of
 marketplace k is trained on its own data (Eq. 6), then a fresh fusion layer over adapters 1..k and a
-shared head are trained on the union of marketplaces 1..k (Eq. 7 with all data), adapters frozen.
+shared head are trained on the union of marketplaces 1..k (Eq. 7 with all data), adapters frozen; the loss
+holds AdapterHub's value regulariser unless ``fusion_value_regularization: false``.
 Every marketplace is scored with that fusion and the shared head.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pandas as pd
 from frkit.methods import register
 from frkit.methods.adapter import AdapterMethodBase
 from frkit.methods.base import fit_log
+from frkit.train import cross_entropy_loss
 
 SHARED_HEAD = "fusion"
 
@@ -39,7 +41,8 @@ class AdapterFusionAll(AdapterMethodBase):
         params = self.stack.fusion_parameters(fusion) + list(self.model.heads[SHARED_HEAD].parameters())
         train = pd.concat([m.train for m in seen], ignore_index=True)
         validation = pd.concat([m.validation for m in seen], ignore_index=True)
-        stage2 = self.train(self.model, params, marketplace, SHARED_HEAD, self.cfg.fusion_lr, step,
+        loss = self.with_fusion_regularization(cross_entropy_loss(SHARED_HEAD), fusion)
+        stage2 = self.train(self.model, params, marketplace, SHARED_HEAD, self.cfg.fusion_lr, step, loss_fn=loss,
                             train_table=train, validation_table=validation)
         self.trainable_params += adapter_params
         self.learned.append(marketplace.name)

@@ -8,7 +8,9 @@ step t:  1. adapter t + head t on D_t, older adapters and base frozen (Eq. 6)
             between the teacher M_{t-1} (fusion t-1 over 1..t-1, or adapter 1 alone at t = 2; eval mode, no grad)
             and the student's fusion scores over the old adapters (Eq. 10-11). omega_t is the plain slice of
             the student's scores, not renormalised, as the paper defines it (``distill_renormalise`` switches).
-            With ``translate_fraction: 0`` (section 4.2) every D_t batch gets both terms.
+            With ``translate_fraction: 0`` (section 4.2) every D_t batch gets both terms. Every batch also gets
+            AdapterHub's fusion value regulariser 0.01 * sum_l ||I - V_l||^2 (its default fusion; switch:
+            ``fusion_value_regularization``).
 Scoring after step k: every marketplace t with M_k (fusion k over adapters 1..k) and its own head t, which
 was trained with its adapter in step 1 and stays frozen while fusions train (Eq. 7: only Psi_t is trained).
 
@@ -86,7 +88,9 @@ class AttentionDistillation(AdapterMethodBase):
         batches = TaggedBatches(loaders, self.cfg.seed + step, self.ctx.device)
         self.trainable_params = sum(p.numel() for p in params)
         settings = TrainSettings.from_config(self.cfg, self.cfg.fusion_lr, show_progress=self.ctx.show_progress)
-        stage2 = fit(self.model, params, batches, self.distillation_loss(step, name, with_translation=bool(translated_rows)),
+        loss = self.with_fusion_regularization(
+            self.distillation_loss(step, name, with_translation=bool(translated_rows)), fusion)
+        stage2 = fit(self.model, params, batches, loss,
                      self.validation_auc(self.model, marketplace.validation, name), settings,
                      desc=f"{self.name}:{name}:fusion")
         self.trainable_params += adapter_params

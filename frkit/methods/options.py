@@ -59,6 +59,9 @@ class AdapterOptions(BaseModel):
     # ``adapter_lr`` (FR-LoRA's 3e-4) so that every adapter method of the kit trains at one rate by default
     language_adapter_lr: float | None = Field(None, gt=0)
     fusion_lr: float = Field(5e-5, gt=0)  # Appendix B, Table 3: learning rate 5e-5
+    # AdapterHub's default ("dynamic") fusion adds 0.01 * sum_l ||I - V_l||_F^2 to the fusion-stage loss, keeping
+    # the value matrices near the identity they start from; False trains V freely
+    fusion_value_regularization: bool = True
     translate_fraction: float = Field(0.3, ge=0, le=1)  # Figure 4: 30% best; 0 = no translation (section 4.2)
     translator: Literal["parallel", "marian"] = "parallel"  # parallel: same pair id in the older language (PAWS-X)
     translation_cache: str | None = None  # Marian translations on disk (default <output_dir>/translation_cache)
