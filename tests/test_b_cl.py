@@ -6,7 +6,7 @@ import torch
 
 from frkit.methods.b_cl import BclAdapter, dynamic_routing, squash
 from frkit.methods.hat import THRES_EMB, HatState, used_by
-from tests.test_hat import binary_mask_embedding, make_method
+from tests.test_hat import learn_first_task_with_binary_masks, make_method
 
 
 def test_squash_and_routing_match_a_brute_force_loop():
@@ -44,13 +44,7 @@ def test_a_later_task_does_not_enter_an_earlier_tasks_routing():
 
 def test_masks_protect_older_marketplaces_while_capsules_share_knowledge(tiny_params):
     method, ms = make_method(tiny_params, name="b_cl", epochs=1)
-    method.learn(0, ms[0], ms[:1])
-    with torch.no_grad():  # task 1's masks exactly binary, as in the HAT test
-        for m in method.modules:
-            for e in m.embeddings("en"):
-                e.copy_(binary_mask_embedding(e))
-    olders = method.older_masks()
-    befores = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in method.modules]
+    olders, befores = learn_first_task_with_binary_masks(method, ms)  # as in the HAT test
     method.learn(1, ms[1], ms[:2])
     for name, out, inp in (("up.weight", "up", "down"), ("larger.weight", "larger", None), ("down.weight", "down", None)):
         protected = changed = 0

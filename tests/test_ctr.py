@@ -4,7 +4,7 @@ import torch
 
 from frkit.methods.ctr import CtrAdapter, SimilarityEstimator, router_gate, transfer_route
 from frkit.methods.hat import THRES_EMB, HatState, used_by
-from tests.test_hat import binary_mask_embedding, make_method
+from tests.test_hat import learn_first_task_with_binary_masks, make_method
 
 
 def test_transfer_route_matches_a_brute_force_sum_and_a_closed_gate_drops_the_task():
@@ -59,13 +59,7 @@ def test_a_later_task_does_not_enter_an_earlier_tasks_plugin():
 
 def test_task_masks_protect_the_tsm_while_the_knowledge_sharing_module_trains(tiny_params):
     method, ms = make_method(tiny_params, name="ctr", epochs=1)
-    method.learn(0, ms[0], ms[:1])
-    with torch.no_grad():  # task 1's masks exactly binary, as in the HAT test
-        for m in method.modules:
-            for e in m.embeddings("en"):
-                e.copy_(binary_mask_embedding(e))
-    olders = method.older_masks()
-    befores = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in method.modules]
+    olders, befores = learn_first_task_with_binary_masks(method, ms)  # as in the HAT test
     method.learn(1, ms[1], ms[:2])
     afters = [m.state_dict() for m in method.modules]
     protected = 0

@@ -64,17 +64,23 @@ def binary_mask_embedding(e: torch.Tensor) -> torch.Tensor:
     return torch.where(on, torch.full_like(e, THRES_EMB), torch.full_like(e, -THRES_EMB))
 
 
-def test_a_task_with_a_binary_mask_scores_bit_identically_after_the_next_task(tiny_params):
-    method, ms = make_method(tiny_params, epochs=1)
+def learn_first_task_with_binary_masks(method, ms):
+    """Learn task 1, then make its masks exactly binary; returns (task 1's masks per module, modules' weights)."""
     method.learn(0, ms[0], ms[:1])
-    with torch.no_grad():  # make task 1's mask exactly binary at s_max (sigmoid(400 * 6) is 1.0 in float32)
+    with torch.no_grad():
         for m in method.modules:
             for e in m.embeddings("en"):
                 e.copy_(binary_mask_embedding(e))
-    masks = method.older_masks()
+    befores = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in method.modules]
+    return method.older_masks(), befores
+
+
+def test_a_task_with_a_binary_mask_scores_bit_identically_after_the_next_task(tiny_params):
+    method, ms = make_method(tiny_params, epochs=1)
+    masks, befores = learn_first_task_with_binary_masks(method, ms)
     assert all(set(v.unique().tolist()) <= {0.0, 1.0} for old in masks for v in old.values())
     before_scores = method.predict(ms[0].test, "en")
-    before = {k: v.detach().clone() for k, v in method.modules[0].state_dict().items()}
+    before = befores[0]
     calls = []
     real_train = method.train
 
