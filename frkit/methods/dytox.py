@@ -23,7 +23,7 @@ The adaptation from images to text pairs, and the other departures:
   * scoring is task-incremental, as for every method of the kit: marketplace t is scored with its own token and
     head, softmax over its two logits (DyTox is class-incremental: arg max over all heads' logits);
   * the encoder trains at ``lr`` (pretrained, as the kit's full fine-tuning), the fresh TAB, tokens and heads at
-    ``adapter_lr``; DyTox trains everything at one rate;
+    ``dytox_lr`` (default ``adapter_lr``); DyTox trains everything at one rate;
   * the memory is ``dytox_memory: 40`` stratified, seeded rows per older marketplace (20 per class, as the paper's
     2,000 images over CIFAR-100's 100 classes; 0 = exemplar-free), chosen as ``replay`` chooses them, not by herding;
   * no balanced fine-tuning phase after each task (DyTox fine-tunes on a class-balanced subset with the SABs
@@ -55,6 +55,9 @@ class DyToxOptions(BaseModel):
     dytox_head_div: float = Field(0.1, ge=0)  # weight of the divergence head's loss
     dytox_tau: float = Field(1.0, gt=0)  # distillation temperature
     dytox_memory: int = Field(40, ge=0)  # rehearsal rows kept per older marketplace (0: none)
+    # rate of the fresh parts (TAB, task tokens, heads, divergence head); None: ``adapter_lr``. The encoder trains
+    # at ``lr``. DyTox trains everything at one rate (5e-4 at batch 128)
+    dytox_lr: float | None = Field(None, gt=0)
 
 
 def dytox_loss(logits: torch.Tensor, targets: torch.Tensor, old_logits: torch.Tensor | None = None,
@@ -182,6 +185,10 @@ class DyTox(Method):
         encoder = self.ctx.new_encoder()
         return DyToxModel(encoder, encoder.config.hidden_size, encoder.config.num_attention_heads).to(self.ctx.device)
 
+    @property
+    def new_parts_lr(self) -> float:
+        return self.cfg.dytox_lr or self.cfg.adapter_lr
+
     def memory(self, seen) -> dict:
         """The rehearsal memory: ``dytox_memory`` stratified, seeded training rows of each older marketplace."""
         if not self.cfg.dytox_memory:
@@ -202,7 +209,7 @@ class DyTox(Method):
         if self.model.div_head is not None:
             new += list(self.model.div_head.parameters())
         groups = [{"params": list(self.model.encoder.parameters()), "lr": self.cfg.lr},
-                  {"params": new, "lr": self.cfg.adapter_lr}]
+                  {"params": new, "lr": self.new_parts_lr}]
         for g in groups:
             for p in g["params"]:
                 p.requires_grad_(True)
@@ -211,7 +218,7 @@ class DyTox(Method):
         loaders = {tag: self.ctx.loader(rows, train=True, seed=self.cfg.seed + step + i)
                    for i, (tag, rows) in enumerate(tables.items())}
         batches = TaggedBatches(loaders, self.cfg.seed + step, self.ctx.device)
-        settings = TrainSettings.from_config(self.cfg, self.cfg.adapter_lr, show_progress=self.ctx.show_progress)
+        settings = TrainSettings.from_config(self.cfg, self.new_parts_lr, show_progress=self.ctx.show_progress)
         result = fit(self.model, groups, batches, self.loss(name, old, teacher),
                      self.validation_auc(self.model, marketplace.validation, name), settings, desc=f"{self.name}:{name}")
         self.model.div_head = None  # DyTox uses the divergence head during training only
