@@ -13,6 +13,7 @@ notebook's ``params_file``; ``frkit notebook NB -f FILE`` injects ``params_file 
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +53,37 @@ def config_from_namespace(namespace: dict[str, Any]) -> BaseRunConfig:
 TEMPLATES = Path(__file__).resolve().parent / "reports" / "templates"
 
 
-def render_html(notebook: Path, html: Path) -> Path:
-    """A self-contained HTML report that opens offline (``reports/templates/frkit_offline``: no CDN scripts)."""
+def render_html(notebook: Path, html: Path, plotly_js: Path | None = None) -> Path:
+    """An HTML report that opens offline (``reports/templates/frkit_offline``: no CDN scripts).
+
+    Self-contained by default: plotly.js (~4.8 MB) is embedded once. With ``plotly_js`` (a file path), plotly.js is
+    written there instead and the report loads it by a relative path, so that reports committed side by side
+    (``results/*/``) share one copy and each stays small.
+    """
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(extra_template_basedirs=[str(TEMPLATES)], template_name="frkit_offline")
     body, _ = exporter.from_filename(str(notebook))
+    if plotly_js is not None:
+        body = share_plotly_js(body, Path(html), Path(plotly_js))
+    Path(html).parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(html, body)
     return html
+
+
+def share_plotly_js(body: str, html: Path, plotly_js: Path) -> str:
+    """``body`` with its embedded plotly.js replaced by ``<script src=...>`` of ``plotly_js`` (written if it differs)."""
+    from plotly.offline import get_plotlyjs
+
+    js = get_plotlyjs()
+    inline = f"<script>{js}</script>"
+    if inline not in body:  # a report without figures: nothing to share
+        return body
+    if not plotly_js.is_file() or plotly_js.read_text(encoding="utf-8") != js:
+        plotly_js.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(plotly_js, js)
+    src = os.path.relpath(plotly_js.resolve(), html.resolve().parent).replace(os.sep, "/")
+    return body.replace(inline, f'<script src="{src}"></script>')
 
 
 def _portable(path: str | Path) -> str:
@@ -72,7 +96,8 @@ def _portable(path: str | Path) -> str:
 
 
 def run_notebook(notebook: str | Path, params_file: str | Path | None = None, out_dir: str | Path | None = None,
-                 kernel: str = "python3", execution_timeout: float | None = None, **parameters: Any) -> tuple[Path, Path]:
+                 kernel: str = "python3", execution_timeout: float | None = None, plotly_js: str | Path | None = None,
+                 **parameters: Any) -> tuple[Path, Path]:
     """Execute ``notebook`` with papermill and write ``.ipynb`` and ``.html``; returns both paths.
 
     The kernel runs in the notebook's own folder, as in JupyterLab. ``params_file`` (a path from the working
@@ -80,7 +105,8 @@ def run_notebook(notebook: str | Path, params_file: str | Path | None = None, ou
     without ``params_file`` the notebook keeps its own (the demo's). The parameters are validated before the
     kernel starts. Output goes to ``out_dir`` (default ``<output_dir>/<run_name>/reports/``).
     ``execution_timeout``: seconds a cell may run (None: no limit); a cell past it raises
-    :class:`NotebookCellTimeout` naming the cell.
+    :class:`NotebookCellTimeout` naming the cell. ``plotly_js``: share plotly.js through this file (see
+    :func:`render_html`) instead of embedding it in the report.
     """
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError
@@ -103,7 +129,7 @@ def run_notebook(notebook: str | Path, params_file: str | Path | None = None, ou
     except CellTimeoutError as err:
         raise NotebookCellTimeout(f"{notebook.name}: a cell ran past {execution_timeout} s; "
                                   f"partial notebook in {out_nb}\n{err}") from None
-    return out_nb, render_html(out_nb, out_nb.with_suffix(".html"))
+    return out_nb, render_html(out_nb, out_nb.with_suffix(".html"), Path(plotly_js) if plotly_js else None)
 
 
 def parameters_source(params_file: str, **keys: Any) -> str:

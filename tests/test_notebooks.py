@@ -55,3 +55,27 @@ def test_static_report_draws_every_figure_in_chromium(name, rendered):
                                    "({height: p.getBoundingClientRect().height, svg: p.querySelectorAll('svg.main-svg').length}));"
                                    "return f.length && f.every(x => x.svg > 0) ? f : null", 60, f"{name}'s report figures")
     assert all(f["height"] > MIN_HEIGHT for f in figures), figures
+
+
+def test_report_can_share_one_plotly_js_file_and_still_draws(rendered, tmp_path):
+    """``render_html(..., plotly_js=...)`` (``frkit notebook --plotly-js``): the report loads plotly.js by a relative
+    path from one shared file instead of embedding it, and is much smaller; in Chromium its figures still draw."""
+    from plotly.offline import get_plotlyjs
+
+    from frkit.notebook import render_html
+
+    out_nb, embedded = rendered("06_compare.ipynb")
+    shared_js = tmp_path / "results" / "plotly.min.js"
+    html = render_html(out_nb, tmp_path / "results" / "sweep" / "06_compare.html", plotly_js=shared_js)
+    text = html.read_text()
+    assert '<script src="../plotly.min.js"></script>' in text and get_plotlyjs()[:2000] not in text
+    assert shared_js.read_text() == get_plotlyjs()
+    assert len(text) < len(embedded.read_text()) - 4_000_000
+    if browser_or_skip() is not None:
+        pytest.skip(str(browser_or_skip()))
+    with chromium() as driver:
+        driver.get(html.as_uri())
+        figures = wait_for(driver, "const f = Array.from(document.querySelectorAll('.plotly-graph-div')).map(p => "
+                                   "p.querySelectorAll('svg.main-svg').length); return f.length && f.every(x => x > 0) ? f : null",
+                           60, "the shared-plotly.js report's figures")
+    assert figures
