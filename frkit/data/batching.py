@@ -93,22 +93,18 @@ def make_loader(table: pd.DataFrame, tokenizer, max_length: int, batch_size: int
     dataset = dataset if dataset is not None else PairDataset(table, tokenizer, max_length)
     collate = DataCollatorWithPadding(tokenizer)
     shard = shard if shard is not None and shard[1] > 1 else None
+    generator = torch.Generator().manual_seed(seed) if shuffle else None  # seeded: resumed runs replay the order
     if length_batching:
+        generator = None  # the length samplers carry their own seed
         sampler = (LengthBucketBatches(dataset.lengths, batch_size, seed) if shuffle
                    else SortedBatches(dataset.lengths, batch_size))
     elif shard is None:
-        generator = torch.Generator().manual_seed(seed) if shuffle else None  # seeded: resumed runs replay the order
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
     else:  # the global batches one process draws (the DataLoader draws its worker seed from the generator first)
-        generator = torch.Generator().manual_seed(seed) if shuffle else None
         rows = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
         sampler = BatchSampler(rows, batch_size, drop_last=False)
-        from frkit.distributed import ShardedBatches
-
-        return DataLoader(dataset, batch_sampler=ShardedBatches(sampler, shard[0], shard[1], pad=shuffle),
-                          generator=generator, collate_fn=collate)
     if shard is not None:
         from frkit.distributed import ShardedBatches
 
         sampler = ShardedBatches(sampler, shard[0], shard[1], pad=shuffle)
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
+    return DataLoader(dataset, batch_sampler=sampler, generator=generator, collate_fn=collate)

@@ -18,7 +18,6 @@ from frkit.methods import register
 from frkit.methods.base import Method, fit_log
 from frkit.methods.options import AdapterOptions
 from frkit.models.adapters import AdapterStack
-from frkit.train import cross_entropy_loss
 
 
 class AdapterMethodBase(Method):
