@@ -30,8 +30,9 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -275,13 +276,15 @@ def _all_orders(sweep: Sweep) -> list[tuple[str, ...]]:
 
 
 def _run_parallel(sweep: Sweep, todo: list, jobs: int) -> None:
-    """Each run in a fresh process (spawn: safe with CUDA); one failure does not stop the others."""
+    """``jobs`` runs at a time, each in its own fresh process (spawn: safe with CUDA). A run that fails, or whose
+    process dies (killed, out of memory), fails alone: unlike a process pool, which breaks for every queued run
+    when one of its processes dies, the other runs go on."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     failed = []
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_run_in_worker, cfg.model_dump(), threads, str(_log_path(cfg))): (key, cfg)
-                   for key, cfg in todo}
+    pool = ThreadPoolExecutor(max_workers=jobs)  # threads only wait on the run processes
+    try:
+        futures = {pool.submit(_run_in_process, ctx, key, cfg, threads): (key, cfg) for key, cfg in todo}
         for key, cfg in todo:
             print(f"== {key}: log in {_log_path(cfg)}", flush=True)
         for future in as_completed(futures):
@@ -293,8 +296,39 @@ def _run_parallel(sweep: Sweep, todo: list, jobs: int) -> None:
             print(f"== {key}: {reason}", flush=True)
             if error:
                 failed.append(f"{key}:\n{error}")
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: start no queued run (the running ones got it too)
+        raise
+    pool.shutdown()
     if failed:
         raise RuntimeError("sweep runs failed (finished runs are kept):\n" + "\n".join(failed))
+
+
+def _run_in_process(ctx, key, cfg, threads: int) -> str | None:
+    """One run in a spawned process: None when it finished, else its traceback or how its process died."""
+    receive, send = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_process_main, args=(cfg.model_dump(), threads, str(_log_path(cfg)), send),
+                          name=f"frkit {key}", daemon=False)
+    process.start()
+    send.close()  # the child holds the only sending end now: its death reads as end-of-file here
+    try:
+        error = receive.recv()
+    except EOFError:
+        process.join()
+        code = process.exitcode
+        how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+        return (f"its process died ({how}) before reporting: killed, or out of memory? Its finished marketplaces "
+                f"are kept in {cfg.run_dir}; run the sweep again to resume it\n")
+    finally:
+        receive.close()
+    process.join()
+    return error
+
+
+def _process_main(values: dict, threads: int, log_path: str, send) -> None:
+    """Entry point of a run's process: the worker body, its outcome sent back through the pipe."""
+    send.send(_run_in_worker(values, threads, log_path))
+    send.close()
 
 
 def _log_path(cfg) -> Path:
@@ -303,7 +337,8 @@ def _log_path(cfg) -> Path:
 
 
 def _run_in_worker(values: dict, threads: int, log_path: str) -> str | None:
-    """Worker body: rebuild the config, log to the run's log file, return the traceback text on failure."""
+    """Worker body: rebuild the config, log to the run's log file, return the traceback text on failure. The
+    process's pid goes beside the log (``seed0.pid``): who runs it, for ``kill`` or a debugger."""
     import torch
 
     from frkit.runner import run
@@ -311,6 +346,7 @@ def _run_in_worker(values: dict, threads: int, log_path: str) -> str | None:
     torch.set_num_threads(threads)
     cfg = make_config(values)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(Path(log_path).with_suffix(".pid"), f"{os.getpid()}\n")
     handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)

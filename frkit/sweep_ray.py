@@ -12,7 +12,6 @@ the default). Progress is streamed by the driver: every finished marketplace of 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from pathlib import Path
@@ -76,12 +75,9 @@ def resources(values: dict, where: str) -> dict:
 
 
 def _task(values: dict, threads: int, log_path: str) -> str | None:
-    """The Ray task body: the same worker body as the local executor's; the pid goes beside the log (who runs it)."""
-    from frkit import atomic
+    """The Ray task body: the same worker body as the local executor's (which writes the pid beside the log)."""
     from frkit.sweep import _run_in_worker
 
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(Path(log_path).with_suffix(".pid"), f"{os.getpid()}\n")
     return _run_in_worker(values, threads, log_path)
 
 

@@ -1,7 +1,11 @@
 """`frkit sweep`: the sweep file is validated before any training, runs go through the runner, the summary holds
 mean ± std over seeds, and runs trained in parallel processes (`jobs`) give the same numbers as serial ones."""
 import json
+import os
 import re
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +115,53 @@ def test_parallel_failure_is_reported_and_other_runs_finish(tmp_path, tiny_param
     reported = [line for line in capsys.readouterr().out.splitlines() if line.startswith("== bad [en-es-ja] seed 0: failed")]
     assert reported and "Error" in reported[0]  # the reason at once, not only at the end of the sweep
     assert "Traceback" in (tmp_path / "outputs" / "s" / "bad" / ORDER / "seed0.log").read_text()  # and kept in its log
+
+
+def test_a_killed_run_process_fails_alone_and_the_sweep_run_again_resumes_it(tmp_path, tiny_params, capsys):
+    """A run's process SIGKILLed between marketplaces (what the out-of-memory killer does): that run alone fails,
+    named with the signal; the other finishes and is exported; the same sweep again resumes the killed run from
+    its finished marketplaces. (A process pool would break for every queued run instead.)"""
+    path = write_sweep(tmp_path, tiny_params(epochs=1), {
+        "name": "s", "runs": {"seq": {"method": "sequential"}, "lora": {"method": "lora"}}})
+    outputs = tmp_path / "outputs" / "s"
+    killed = {}
+
+    def kill_the_first_run_seen_between_marketplaces():
+        deadline = time.time() + 600
+        while time.time() < deadline and not killed:
+            for progress in outputs.glob(f"*/{ORDER}/seed0/progress.json"):
+                pid_file = progress.parent.with_name("seed0.pid")  # written beside the log by the run's process
+                try:
+                    steps = len(json.loads(progress.read_text())["steps"])
+                except (OSError, ValueError):
+                    continue
+                if 1 <= steps < 3 and pid_file.exists():
+                    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                    killed.update(label=progress.parents[2].name, steps=steps)
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_first_run_seen_between_marketplaces, daemon=True)
+    killer.start()
+    try:
+        with pytest.raises(RuntimeError, match=r"(?s)sweep runs failed.*its process died \(killed by SIGKILL\)"):
+            run_sweep(path, jobs=2)
+    finally:
+        killer.join(timeout=5)
+    assert killed, "no run was killed: both finished before the killer saw one between marketplaces"
+    victim, survivor = killed["label"], ({"seq", "lora"} - {killed["label"]}).pop()
+    printed = capsys.readouterr().out
+    assert f"== {victim} [{ORDER}] seed 0: failed: its process died (killed by SIGKILL)" in printed, printed
+    assert f"== {survivor} [{ORDER}] seed 0: done" in printed, printed
+    assert (tmp_path / "results" / survivor / ORDER / "seed0" / "metrics.json").is_file()
+    assert not (tmp_path / "results" / victim / ORDER / "seed0").exists()
+
+    run_sweep(path, jobs=2)  # the same command again: only the killed run trains, from where it was killed
+    assert "1 of 2 runs already have results; 1 to train" in capsys.readouterr().out
+    sessions = json.loads((outputs / victim / ORDER / "seed0" / "environment.json").read_text())["sessions"]
+    assert len(sessions) == 2 and "steps_done_before" not in sessions[0], sessions  # a fresh start, then a resume
+    assert sessions[1]["steps_done_before"] >= killed["steps"], sessions  # (a step may land as the kill is sent)
+    assert (tmp_path / "results" / victim / ORDER / "seed0" / "metrics.json").is_file()
 
 
 # -- seeds x orders, and summaries / claims of a results folder written by hand (no training) -----------------
