@@ -4,6 +4,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from frkit.sweep import load_sweep, run_sweep
 
 
 ORDER = "en-es-ja"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write_sweep(tmp_path: Path, params: dict, sweep: dict) -> Path:
@@ -162,6 +165,31 @@ def test_a_killed_run_process_fails_alone_and_the_sweep_run_again_resumes_it(tmp
     assert len(sessions) == 2 and "steps_done_before" not in sessions[0], sessions  # a fresh start, then a resume
     assert sessions[1]["steps_done_before"] >= killed["steps"], sessions  # (a step may land as the kill is sent)
     assert (tmp_path / "results" / victim / ORDER / "seed0" / "metrics.json").is_file()
+
+
+def test_ctrl_c_stops_the_sweep_and_starts_no_queued_run(tmp_path, tiny_params):
+    """Ctrl-C in a terminal (SIGINT to the whole process group) while two runs train and a third waits: the sweep
+    exits 130 with the resume hint, and the queued run never starts."""
+    params = tiny_params(epochs=1)
+    path = write_sweep(tmp_path, params, {"name": "s", "runs": {
+        "a": {"method": "sequential"}, "b": {"method": "lora"}, "c": {"method": "sequential", "lr": 0.002}}})
+    outputs = Path(params["output_dir"]) / "s"
+    proc = subprocess.Popen([sys.executable, "-m", "frkit", "sweep", str(path), "--jobs", "2"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        started = [outputs / label / ORDER / "seed0.pid" for label in ("a", "b")]
+        deadline = time.time() + 300
+        while not all(p.exists() for p in started) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert all(p.exists() for p in started), "the first two runs did not start"
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, out[-3000:]
+    assert "interrupted; the same command resumes" in out
+    assert not (outputs / "c").exists(), "the queued run started after Ctrl-C"
 
 
 # -- seeds x orders, and summaries / claims of a results folder written by hand (no training) -----------------
