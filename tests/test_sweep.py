@@ -167,6 +167,12 @@ def test_a_killed_run_process_fails_alone_and_the_sweep_run_again_resumes_it(tmp
     assert (tmp_path / "results" / victim / ORDER / "seed0" / "metrics.json").is_file()
 
 
+def _as_in_a_terminal():
+    """SIGINT handled as in an interactive terminal: a suite started in the background (``make test &``, nohup)
+    inherits SIGINT ignored, and an ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_the_sweep_and_starts_no_queued_run(tmp_path, tiny_params):
     """Ctrl-C in a terminal (SIGINT to the whole process group) while two runs train and a third waits: the sweep
     exits 130 with the resume hint, and the queued run never starts."""
@@ -175,7 +181,8 @@ def test_ctrl_c_stops_the_sweep_and_starts_no_queued_run(tmp_path, tiny_params):
         "a": {"method": "sequential"}, "b": {"method": "lora"}, "c": {"method": "sequential", "lr": 0.002}}})
     outputs = Path(params["output_dir"]) / "s"
     proc = subprocess.Popen([sys.executable, "-m", "frkit", "sweep", str(path), "--jobs", "2"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=_as_in_a_terminal)
     try:
         started = [outputs / label / ORDER / "seed0.pid" for label in ("a", "b")]
         deadline = time.time() + 300
