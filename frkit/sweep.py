@@ -316,9 +316,11 @@ def _run_in_process(ctx, key, cfg, threads: int) -> str | None:
     except EOFError:
         process.join()
         code = process.exitcode
-        how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-        return (f"its process died ({how}) before reporting: killed, or out of memory? Its finished marketplaces "
-                f"are kept in {cfg.run_dir}; run the sweep again to resume it\n")
+        if code is not None and code < 0:
+            how = f"its process died (killed by {signal.Signals(-code).name}) before reporting: killed, or out of memory?"
+        else:
+            how = f"its process exited with code {code} before reporting (its error went to the sweep's stderr)."
+        return f"{how} Its finished marketplaces are kept in {cfg.run_dir}; run the sweep again to resume it\n"
     finally:
         receive.close()
     process.join()

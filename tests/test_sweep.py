@@ -167,6 +167,20 @@ def test_a_killed_run_process_fails_alone_and_the_sweep_run_again_resumes_it(tmp
     assert (tmp_path / "results" / victim / ORDER / "seed0" / "metrics.json").is_file()
 
 
+def test_a_run_process_that_exits_without_reporting_is_named_with_its_exit_code(tmp_path):
+    """A run's process that ends before it can report (here its config fails to build, outside the worker's
+    try) is named with its exit code and where its finished marketplaces are, not taken for a kill."""
+    import multiprocessing
+    from types import SimpleNamespace
+
+    from frkit.sweep import _run_in_process
+
+    cfg = SimpleNamespace(run_dir=tmp_path / "run", model_dump=lambda: {"epochs": "many"})
+    error = _run_in_process(multiprocessing.get_context("spawn"), "k", cfg, 1)
+    assert error.startswith("its process exited with code 1 before reporting"), error
+    assert str(tmp_path / "run") in error and "run the sweep again to resume it" in error
+
+
 def _as_in_a_terminal():
     """SIGINT handled as in an interactive terminal: a suite started in the background (``make test &``, nohup)
     inherits SIGINT ignored, and an ignored signal stays ignored across exec."""
