@@ -77,6 +77,10 @@ _CODE_REVISION = git_revision()  # the revision this process's code came from (n
 def environment(seed: int) -> dict:
     import torch
 
+    from frkit.precision import bf16_support, cpu_model
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    bf16_fast, bf16_why = bf16_support(device)
     versions = {}
     for pkg in PACKAGES:
         try:
@@ -90,6 +94,12 @@ def environment(seed: int) -> dict:
         "frkit_code_sha256": code_hash(),
         "seed": seed,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        # the hardware: the same params run bf16 autocast on one machine and fp32 on another (precision: auto),
+        # and bf16 kernels differ between CPUs, so a result says where it was computed
+        "cpu": cpu_model(),
+        "torch_threads": torch.get_num_threads(),
+        "bf16_autocast_fast": bf16_fast,
+        "bf16_autocast_why": bf16_why,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 

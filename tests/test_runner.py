@@ -30,6 +30,10 @@ def test_method_runs_end_to_end(method, tiny_params):
         assert (result.run_dir / f).exists(), f
     env = json.loads((result.run_dir / "environment.json").read_text())
     assert env["seed"] == 0 and env["versions"]["torch"]
+    from frkit.precision import bf16_support, cpu_model
+
+    assert env["cpu"] == cpu_model() and env["torch_threads"] >= 1  # where the result was computed
+    assert (env["bf16_autocast_fast"], env["bf16_autocast_why"]) == bf16_support(torch.device("cpu"))
 
 
 def _base_view(encoder) -> dict:
