@@ -101,10 +101,44 @@ def tiny_params(tmp_path, tiny_model_dir, tiny_pawsx):
 NOTEBOOK_CELL_TIMEOUT = 240
 
 
+# A notebook test slower than this warns with where its time went (pytest prints warnings at the end of the CI log):
+# tiny notebooks take ~12 s, and one took 254 s once in a clean-clone CI run with no record of which part was slow.
+SLOW_NOTEBOOK_SECONDS = 60
+
+
 def run_notebook_bounded(notebook, params_file=None, out_dir=None, **parameters):
+    import time
+
     from frkit.notebook import run_notebook
 
-    return run_notebook(notebook, params_file, out_dir, execution_timeout=NOTEBOOK_CELL_TIMEOUT, **parameters)
+    start = time.monotonic()
+    out_nb, html = run_notebook(notebook, params_file, out_dir, execution_timeout=NOTEBOOK_CELL_TIMEOUT, **parameters)
+    wall = time.monotonic() - start
+    if wall > SLOW_NOTEBOOK_SECONDS:
+        import warnings
+
+        warnings.warn(f"{Path(notebook).name} took {wall:.0f} s: {notebook_time_breakdown(out_nb, wall)}", stacklevel=2)
+    return out_nb, html
+
+
+def notebook_time_breakdown(out_nb, wall: float) -> str:
+    """Where an executed notebook's time went, from papermill's metadata: kernel start-up (papermill's start to the
+    first cell's), the slowest cells, and what came after the kernel (HTML rendering)."""
+    from datetime import datetime
+
+    nb = json.loads(Path(out_nb).read_text())
+    meta = nb["metadata"].get("papermill", {})
+    cells = [(i, c["metadata"].get("papermill", {})) for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"]
+    parts = []
+    first = next((m["start_time"] for _, m in cells if m.get("start_time")), None)
+    if meta.get("start_time") and first:
+        startup = datetime.fromisoformat(first) - datetime.fromisoformat(meta["start_time"])
+        parts.append(f"kernel start-up {startup.total_seconds():.1f} s")
+    slowest = sorted(((m.get("duration") or 0.0, i) for i, m in cells), reverse=True)[:3]
+    parts += [f"cell {i} {d:.1f} s" for d, i in slowest]
+    if meta.get("duration") is not None:
+        parts.append(f"outside papermill's record (kernel shutdown, HTML) {wall - meta['duration']:.1f} s")
+    return "; ".join(parts)
 
 
 def write_result(results: Path, label: str, seed: int, finals: dict, forgetting: float = -0.01,
