@@ -87,7 +87,7 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
     distributed.agree("parameters", params)
     folder.check(params, resume=cfg.resume, defaults=defaults)
     marketplaces = load_configured_marketplaces(cfg)
-    resolved_precision(cfg.precision)
+    precision = resolved_precision(cfg.precision)  # auto: bf16 or fp32 by this machine; recorded per step
     with distributed.main_first():  # a trimmed vocabulary is written once, to the cache
         model_source = prepare_model_source(cfg, marketplaces)
     tokenizer = load_tokenizer(model_source)
@@ -141,6 +141,7 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
             folder.save_step(k, marketplace.name, row, {**learn_log, "learn_seconds": learn_s,
                                                          "eval_seconds": time.time() - started - learn_s,
                                                          "cpu_seconds": time.process_time() - cpu,
+                                                         "precision": precision,
                                                          **({"processes": distributed.world_size()}
                                                             if distributed.world_size() > 1 else {})}, method)
         distributed.barrier()  # the step is recorded before any process goes on

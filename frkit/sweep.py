@@ -26,6 +26,7 @@ built from the results folder alone, so ``--summary-only`` re-checks every figur
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import multiprocessing
 import os
@@ -196,11 +197,26 @@ def check_results_match(sweep: Sweep, key: RunKey, cfg: BaseRunConfig) -> None:
         raise FrkitInputError(f"{folder}: results without params.yaml; delete the folder to run {key} again")
     now = cfg.model_dump()
     saved = {**{k: v for k, v in {**default_params(), **LEGACY_VALUES}.items() if k not in saved}, **saved}
+    if saved.get("precision") == "auto" and now.get("precision") == "fp32" and _ran_fp32_or_unrecorded(folder):
+        saved["precision"] = "fp32"  # what auto resolved to there; see _ran_fp32_or_unrecorded
     changed = sorted(k for k in set(saved) | set(now) if k not in RESUME_FREE_KEYS and saved.get(k) != now.get(k))
     if changed:
         diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
         raise FrkitInputError(f"results of {key} in {folder} were made with other parameters ({diffs}); "
                               "delete that folder to run it again, or restore the parameters")
+
+
+def _ran_fp32_or_unrecorded(folder: Path) -> bool:
+    """Whether results made with ``precision: auto`` count for a sweep that now asks for fp32: yes where the run
+    recorded fp32, and where it recorded nothing (runs from before frkit recorded it: the summary's precision
+    column shows them as ``?``, never as fp32); no where any step ran under bf16 autocast."""
+    from frkit.reports.compare import UNRECORDED, run_precision
+
+    try:
+        steps = json.loads((folder / "progress.json").read_text()).get("steps", [])
+    except (OSError, ValueError):
+        return False
+    return run_precision(folder, steps) in ("fp32", UNRECORDED)
 
 
 def export_run(run_dir: Path, target: Path) -> None:

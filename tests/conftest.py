@@ -142,7 +142,8 @@ def notebook_time_breakdown(out_nb, wall: float) -> str:
 
 
 def write_result(results: Path, label: str, seed: int, finals: dict, forgetting: float = -0.01,
-                 order=("en", "es", "ja"), trainable: int = 1000, seconds: float = 10.0, params: dict | None = None) -> Path:
+                 order=("en", "es", "ja"), trainable: int = 1000, seconds: float = 10.0, params: dict | None = None,
+                 precision: str | None = None) -> Path:
     """A finished run's results files, written by hand: only what the summary, the claims and the figures read."""
     folder = results / label / "-".join(order) / f"seed{seed}"
     folder.mkdir(parents=True)
@@ -152,8 +153,8 @@ def write_result(results: Path, label: str, seed: int, finals: dict, forgetting:
                "forgetting": forgetting, "backward_transfer": forgetting, "forward_transfer": 0.1,
                "trainable_params": {n: trainable for n in names}, "auc_matrix": [[0.5] * 3] * 3}
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    steps = [{"step": i, "marketplace": n, "learn_seconds": seconds, "eval_seconds": 1.0, "cpu_seconds": 2 * seconds}
-             for i, n in enumerate(names)]
+    steps = [{"step": i, "marketplace": n, "learn_seconds": seconds, "eval_seconds": 1.0, "cpu_seconds": 2 * seconds,
+              **({"precision": precision} if precision else {})} for i, n in enumerate(names)]
     (folder / "progress.json").write_text(json.dumps({"steps": steps, "init_aucs": [0.5] * 3}))
     return folder
 

@@ -34,6 +34,11 @@ def test_method_runs_end_to_end(method, tiny_params):
 
     assert env["cpu"] == cpu_model() and env["torch_threads"] >= 1  # where the result was computed
     assert (env["bf16_autocast_fast"], env["bf16_autocast_why"]) == bf16_support(torch.device("cpu"))
+    # each step says what it computed in: precision auto is bf16 on one CPU and fp32 on another
+    from frkit.precision import resolve_precision
+
+    steps = json.loads((result.run_dir / "progress.json").read_text())["steps"]
+    assert [s["precision"] for s in steps] == [resolve_precision(cfg.precision, "cpu")] * 3
 
 
 def _base_view(encoder) -> dict:

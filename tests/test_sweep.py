@@ -279,6 +279,41 @@ def test_summary_of_a_results_fixture_equals_hand_computed_values(tmp_path, tiny
     assert "average_auc mean" in csv and len(results.runs) == 6
 
 
+def test_summary_says_the_precision_of_each_rows_runs(tmp_path, tiny_params):
+    """precision: auto is bf16 on one machine and fp32 on another: a row that mixes them says so, and a run that
+    recorded nothing is counted as unknown, from its steps or else from its environment.json."""
+    from frkit.reports.compare import run_precision
+    from frkit.sweep import summarize_sweep
+
+    path = fixture_sweep(tmp_path, tiny_params)
+    for (label, seed), f in FINALS.items():
+        precision = {"independent": "fp32", "fr_lora": "bf16" if seed == 2 else None}[label]
+        folder = write_result(tmp_path / "results", label, seed, dict(zip(["en", "es", "ja"], f)), precision=precision)
+        if (label, seed) == ("fr_lora", 1):  # older run: params say auto, the environment says fp32 was chosen
+            (folder / "params.yaml").write_text(yaml.safe_dump({"seed": 1, "precision": "auto"}))
+            (folder / "environment.json").write_text(json.dumps({"bf16_autocast_fast": False, "sessions": [
+                {"bf16_autocast_fast": False}]}))
+    summarize_sweep(load_sweep(path))
+    summary = (tmp_path / "results" / "summary.md").read_text()
+    def last_cell(label):
+        return next(ln for ln in summary.splitlines() if ln.startswith(f"| {label} ")).rsplit("|", 2)[1].strip()
+
+    assert last_cell("independent") == "3 fp32"
+    assert set(last_cell("fr_lora").split(", ")) == {"1 ?", "1 fp32", "1 bf16"}
+    assert "`?`: not recorded" in summary
+    runs = (tmp_path / "results" / "runs.csv").read_text().splitlines()
+    assert "precision" in runs[0].split(",")
+    # a run resumed on a machine that resolved auto otherwise is mixed, never one or the other
+    folder = tmp_path / "results" / "fr_lora" / ORDER / "seed2"
+    steps = [{"precision": "bf16"}, {"precision": "fp32"}]
+    assert run_precision(folder, steps) == "mixed"
+    (folder / "environment.json").write_text(json.dumps({"sessions": [{"bf16_autocast_fast": True}, {}]}))
+    (folder / "params.yaml").write_text(yaml.safe_dump({"precision": "auto"}))
+    assert run_precision(folder, [{"precision": "bf16"}, {}]) == "?"  # the second session's machine is not described
+    (folder / "params.yaml").write_text(yaml.safe_dump({"precision": "fp32"}))
+    assert run_precision(folder, [{}, {}]) == "fp32"  # asked for fp32: fp32 on any machine
+
+
 def test_missing_and_half_written_runs_are_marked_never_averaged(tmp_path, tiny_params):
     from frkit.sweep import summarize_sweep
 
@@ -314,6 +349,26 @@ def test_committed_results_are_skipped_and_summary_only_uses_them_alone(tmp_path
     (tmp_path / "base.yaml").write_text(yaml.safe_dump({**base, "lr": 0.5}))
     with pytest.raises(FrkitInputError, match=r"results of fr_lora \[en-es-ja\] seed 0 .* other parameters \(lr: 0.001 -> 0.5\)"):
         run_sweep(path)
+
+
+def test_results_made_with_precision_auto_count_for_fp32_unless_they_ran_bf16(tmp_path, tiny_params):
+    """A sweep that now pins fp32 keeps older precision-auto results that ran fp32 or recorded nothing (the summary
+    shows those as `?`), and refuses one whose steps ran under bf16 autocast."""
+    path = write_sweep(tmp_path, tiny_params(precision="fp32"), {"name": "fx", "seeds": [0, 1, 2],
+                                                                 "runs": {"fr_lora": {"method": "sequential"}}})
+    sweep = load_sweep(path)
+    for key, cfg in sweep.configs.items():
+        precision = {0: "fp32", 1: None, 2: "bf16"}[key.seed]
+        write_result(tmp_path / "results", key.label, key.seed, dict(zip(["en", "es", "ja"], FINALS[(key.label, key.seed)])),
+                     params={**cfg.model_dump(), "precision": "auto"}, precision=precision)
+    with pytest.raises(FrkitInputError, match=r"results of fr_lora \[en-es-ja\] seed 2 .* \(precision: 'auto' -> 'fp32'\)"):
+        run_sweep(path)
+    folder = tmp_path / "results" / "fr_lora" / ORDER / "seed2"
+    progress = json.loads((folder / "progress.json").read_text())
+    (folder / "progress.json").write_text(json.dumps({**progress, "steps": [
+        {**s, "precision": "fp32"} for s in progress["steps"]]}))
+    run_sweep(path)  # seed 0 recorded fp32, seed 1 nothing, seed 2 now fp32: all kept, nothing trains
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_claim_verdicts_follow_the_numbers(tmp_path, tiny_params):

@@ -50,7 +50,44 @@ def read_run(folder: Path) -> dict | None:
     record["wall_seconds"] = sum(s.get("learn_seconds", 0) + s.get("eval_seconds", 0) for s in steps) + \
         progress.get("init_seconds", 0.0)
     record["cpu_seconds"] = sum(s.get("cpu_seconds", np.nan) for s in steps) + progress.get("init_cpu_seconds", 0.0)
+    record["precision"] = run_precision(folder, steps)
     return record
+
+
+UNRECORDED = "?"
+
+
+def run_precision(folder: Path, steps: list[dict]) -> str:
+    """How the run's encoder computed: ``fp32``, ``bf16``, ``mixed`` (steps differ: resumed on another machine) or
+    ``?`` (not recorded). ``precision: auto`` means bf16 on one machine and fp32 on another, so each step records
+    what it ran; for older runs the environment says it when it names the machine's bf16 support."""
+    seen = {s.get("precision") for s in steps}
+    if None in seen:
+        seen = (seen - {None}) | _precision_from_environment(folder)
+    if not seen or None in seen:
+        return UNRECORDED
+    return seen.pop() if len(seen) == 1 else "mixed"
+
+
+def _precision_from_environment(folder: Path) -> set:
+    """The precision each session of the run resolved, from params.yaml and environment.json (None: unknown)."""
+    import yaml
+
+    try:
+        requested = (yaml.safe_load((folder / "params.yaml").read_text()) or {}).get("precision", "auto")
+        env = json.loads((folder / "environment.json").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return {None}
+    if requested in ("fp32", "bf16"):
+        return {requested}
+    sessions = env.get("sessions") or [env]
+    return {None if "bf16_autocast_fast" not in e else ("bf16" if e["bf16_autocast_fast"] else "fp32") for e in sessions}
+
+
+def precision_counts(precisions) -> str:
+    """``3 fp32`` or ``2 fp32, 1 bf16``: how a row's runs computed (a mixed row is said, never hidden)."""
+    counts = pd.Series(list(precisions), dtype=object).value_counts()
+    return ", ".join(f"{n} {p}" for p, n in counts.items()) or "–"
 
 
 def _num(x) -> float:
@@ -96,6 +133,7 @@ def summary_frame(results: SweepResults) -> pd.DataFrame:
             row[f"{m} mean"], row[f"{m} std"], _ = mean_std(r.get(m, np.nan) for r in recs)
         for m in ("trainable_params", "wall_seconds", "cpu_seconds"):
             row[m] = mean_std(r[m] for r in recs)[0]
+        row["precision"] = precision_counts(r.get("precision", UNRECORDED) for r in recs)
         rows.append(row)
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
 
@@ -123,6 +161,11 @@ def relative_frame(results: SweepResults, baseline: str | None = None) -> pd.Dat
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
 
 
+PRECISION_NOTE = ("`precision`: how many of a row's runs trained and scored in fp32 or under bf16 autocast "
+                  "(`precision: auto` picks bf16 where the CPU has AVX512-BF16 or AMX); `?`: not recorded (runs made "
+                  "before frkit recorded it per step, on a machine environment.json does not describe).")
+
+
 def summary_markdown(results: SweepResults) -> str:
     sweep = results.sweep
     summary = summary_frame(results)
@@ -139,8 +182,9 @@ def summary_markdown(results: SweepResults) -> str:
         **{f"final {n}": [fmt(r[f'final {n} mean'], r[f'final {n} std']) for _, r in summary.iterrows()] for n in names},
         "trainable": [_millions(r["trainable_params"]) for _, r in summary.iterrows()],
         "wall s/run": [f"{r['wall_seconds']:.0f}" if np.isfinite(r["wall_seconds"]) else "–" for _, r in summary.iterrows()],
+        "precision": list(summary["precision"]),
     }, index=summary.index)
-    lines += ["## Summary", "", table.to_markdown(disable_numparse=True), ""]
+    lines += ["## Summary", "", table.to_markdown(disable_numparse=True), "", PRECISION_NOTE, ""]
     relative = relative_frame(results)
     if not relative.empty:
         rel = pd.DataFrame({n: [fmt(r[f"{n} diff mean"], r[f"{n} diff std"], 4) for _, r in relative.iterrows()]
