@@ -79,7 +79,8 @@ def environment(seed: int) -> dict:
 
     from frkit.precision import bf16_support, cpu_model
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
     bf16_fast, bf16_why = bf16_support(device)
     versions = {}
     for pkg in PACKAGES:
@@ -93,7 +94,7 @@ def environment(seed: int) -> dict:
         "git_revision": _CODE_REVISION,
         "frkit_code_sha256": code_hash(),
         "seed": seed,
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         # the hardware: the same params run bf16 autocast on one machine and fp32 on another (precision: auto),
         # and bf16 kernels differ between CPUs, so a result says where it was computed
         "cpu": cpu_model(),

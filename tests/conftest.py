@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import time
+import warnings
 import zlib
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -107,16 +111,12 @@ SLOW_NOTEBOOK_SECONDS = 60
 
 
 def run_notebook_bounded(notebook, params_file=None, out_dir=None, **parameters):
-    import time
-
-    from frkit.notebook import run_notebook
+    from frkit.notebook import run_notebook  # papermill and nbconvert load only for the notebook tests
 
     start = time.monotonic()
     out_nb, html = run_notebook(notebook, params_file, out_dir, execution_timeout=NOTEBOOK_CELL_TIMEOUT, **parameters)
     wall = time.monotonic() - start
     if wall > SLOW_NOTEBOOK_SECONDS:
-        import warnings
-
         warnings.warn(f"{Path(notebook).name} took {wall:.0f} s: {notebook_time_breakdown(out_nb, wall)}", stacklevel=2)
     return out_nb, html
 
@@ -124,8 +124,6 @@ def run_notebook_bounded(notebook, params_file=None, out_dir=None, **parameters)
 def notebook_time_breakdown(out_nb, wall: float) -> str:
     """Where an executed notebook's time went, from papermill's metadata: kernel start-up (papermill's start to the
     first cell's), the slowest cells, and what came after the kernel (HTML rendering)."""
-    from datetime import datetime
-
     nb = json.loads(Path(out_nb).read_text())
     meta = nb["metadata"].get("papermill", {})
     cells = [(i, c["metadata"].get("papermill", {})) for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"]
@@ -163,10 +161,6 @@ def write_result(results: Path, label: str, seed: int, finals: dict, forgetting:
 def build_notebook_project(root: Path, model_dir: Path, data_dir: Path) -> Path:
     """A project as a user has it (pyproject.toml, params/demo.yaml, notebooks/, results/), on the tiny model and
     data: every notebook of the repository opens there and runs as committed, in seconds."""
-    import shutil
-
-    import yaml
-
     repo = Path(__file__).resolve().parents[1]
     (root / "params" / "sweeps").mkdir(parents=True)
     (root / "pyproject.toml").write_text('[project]\nname = "frkit-notebook-fixture"\n')
