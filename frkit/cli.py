@@ -1,4 +1,5 @@
-"""Command line: ``frkit run params/x.yaml [-p key value ...]``, ``frkit prepare-model``, ``frkit sweep``, ``frkit pack``, ``frkit notebook``."""
+"""Command line: ``frkit run params/x.yaml [-p key value ...]``, ``frkit prepare-model``, ``frkit sweep``, ``frkit pack``,
+``frkit notebook``, ``frkit recheck``."""
 from __future__ import annotations
 
 import argparse
@@ -71,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     p_pack.add_argument("params", help="params/*.yaml")
     p_pack.add_argument("out", help="bundle path, e.g. outputs/pawsx_bundle.tar.xz")
     p_pack.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a key")
+    p_re = add("recheck", help="train a committed result again from its params.yaml and compare the AUC matrices")
+    p_re.add_argument("folder", help="a finished run's folder, e.g. results/cpu_stsb/independent/en-es-ja/seed0")
+    p_re.add_argument("--precision", choices=["fp32", "bf16"], help="default: the one the run recorded (fp32 if none)")
+    p_re.add_argument("-o", "--output-dir", default="outputs/recheck", help="where it is trained again")
+    p_re.add_argument("--tolerance", type=float, default=0.0,
+                      help="largest |AUC difference| that counts as the same (default 0: to the last digit)")
     p_tab = add("table", help="relative-to-baseline table over finished runs")
     p_tab.add_argument("runs", nargs="+", help="run folders")
     p_tab.add_argument("--baseline", default="independent")
@@ -116,6 +123,18 @@ def main(argv: list[str] | None = None) -> int:
             keys = pack_bundle(args.params, args.out, _overrides(args.param))
             flags = " ".join(f"-p {k} {str(v).lower() if isinstance(v, bool) else v}" for k, v in keys.items())
             print(f"packed: {args.out}\nunpack: tar xJf {args.out} -C DIR\nthen run with: {flags}")
+        elif args.command == "recheck":
+            from frkit.recheck import recheck, report
+
+            if args.tolerance < 0:
+                raise FrkitInputError(f"--tolerance {args.tolerance}: expected a number >= 0")
+            check = recheck(args.folder, args.output_dir, args.precision)
+            print(report(check))
+            if not check.max_difference <= args.tolerance:
+                print(f"frkit: {args.folder} does not replay: AUCs differ by up to {check.max_difference:.3g} "
+                      f"(tolerance {args.tolerance:g})", file=sys.stderr)
+                return 4
+            print(f"replays within {args.tolerance:g}")
         elif args.command == "table":
             from frkit.artifacts import load_run
             from frkit.metrics import relative_table
