@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "recheck":
             from frkit.recheck import recheck, report
 
-            if args.tolerance < 0:
+            if not args.tolerance >= 0:  # NaN too
                 raise FrkitInputError(f"--tolerance {args.tolerance}: expected a number >= 0")
             check = recheck(args.folder, args.output_dir, args.precision)
             print(report(check))

@@ -1,14 +1,16 @@
 """Re-check a committed result: train the run again from its own files and compare the AUC matrices.
 
 ``frkit recheck results/cpu_stsb/independent/en-es-ja/seed2`` trains that run again from its ``params.yaml`` into a
-fresh folder (``outputs/recheck/<run_name>``) and prints, cell by cell, how far the new AUC matrix lies from the
-committed one. A run made in fp32 replays to the last digit on another x86 CPU (an AVX2-only EPYC's runs replay
-exactly on a Zen 4 EPYC); one made under bf16 autocast replays only within bf16's rounding, which depends on the
-CPU's kernels, so it is re-checked in the precision it recorded and compared with a tolerance.
+fresh folder under ``outputs/recheck/`` and prints, cell by cell, how far the new AUC matrix lies from the committed
+one. In fp32 a run replayed to the last digit across the x86 CPUs tried (runs made on an AVX2-only EPYC, again on a
+Zen 4 EPYC). Under bf16 autocast the rounding depends on the CPU's kernels, so a run that recorded bf16 is trained
+again in bf16 and wants a ``--tolerance`` (bf16 moved that run's AUCs by up to 6.5e-4).
 """
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +33,9 @@ class Recheck:
 
     @property
     def max_difference(self) -> float:
-        both = ~(np.isnan(self.committed) & np.isnan(self.again))  # an unevaluated cell in both is no difference
-        diff = np.abs(self.committed - self.again)[both]
+        """Largest |again - committed|; a cell evaluated in one matrix and not the other counts as infinite."""
+        both_missing = np.isnan(self.committed) & np.isnan(self.again)
+        diff = np.abs(self.committed - self.again)[~both_missing]
         return float(np.nan_to_num(diff, nan=np.inf).max()) if diff.size else 0.0
 
 
@@ -43,51 +46,79 @@ def read_committed(folder: Path) -> tuple[dict, np.ndarray, list[dict]]:
         if not path.is_file():
             raise FrkitInputError(f"{folder}: no {name}; expected a finished run's folder (params.yaml, "
                                   "metrics.json, progress.json), e.g. results/cpu_stsb/independent/en-es-ja/seed0")
+    params = _parse(files["params.yaml"], yaml.safe_load)
+    metrics = _parse(files["metrics.json"], json.loads)
+    progress = _parse(files["progress.json"], json.loads)
+    steps = progress.get("steps") if isinstance(progress, dict) else None
     try:
-        params = yaml.safe_load(files["params.yaml"].read_text(encoding="utf-8"))
-        metrics = json.loads(files["metrics.json"].read_text(encoding="utf-8"))
-        steps = json.loads(files["progress.json"].read_text(encoding="utf-8")).get("steps", [])
-    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
-        raise FrkitInputError(f"{folder}: a result file is not readable ({str(err).splitlines()[0]})") from None
-    if not isinstance(params, dict) or "auc_matrix" not in metrics:
-        raise FrkitInputError(f"{folder}: params.yaml is not a mapping or metrics.json has no auc_matrix")
-    committed = np.array([[np.nan if x is None else x for x in row] for row in metrics["auc_matrix"]], dtype=float)
+        committed = np.array([[np.nan if x is None else x for x in row] for row in metrics["auc_matrix"]], dtype=float)
+    except (TypeError, ValueError, KeyError) as err:
+        raise FrkitInputError(f"{files['metrics.json']}: no auc_matrix of numbers ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    if not isinstance(params, dict) or not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+        raise FrkitInputError(f"{folder}: params.yaml must be key: value and progress.json's steps a list of records")
+    if committed.ndim != 2 or committed.shape[0] != committed.shape[1]:
+        raise FrkitInputError(f"{folder / 'metrics.json'}: auc_matrix is not a square matrix ({committed.shape})")
     return params, committed, steps
 
 
-def choose_precision(folder: Path, params: dict, steps: list[dict], precision: str | None) -> str:
-    """The precision to train in again: the one asked for, else the one the run recorded, else fp32 for a run
-    whose params say fp32 or whose record is missing (runs made before frkit recorded it; said in the output)."""
+def _parse(path: Path, parse):
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
+        raise FrkitInputError(f"{path}: not readable ({str(err).splitlines()[0]})") from None
+
+
+def choose_precision(folder: Path, steps: list[dict], precision: str | None) -> tuple[str, str]:
+    """(precision to train in again, where that came from): the one asked for, else the one the run recorded,
+    else fp32 for a run with no record (runs made before frkit recorded it)."""
     from frkit.reports.compare import UNRECORDED, run_precision
 
     if precision is not None:
-        return precision
+        return precision, "frkit recheck --precision"
     recorded = run_precision(folder, steps)
     if recorded == "mixed":
         raise FrkitInputError(f"{folder}: its steps ran in different precisions (resumed on another machine); "
                               "choose one with --precision fp32 or --precision bf16")
-    return "fp32" if recorded == UNRECORDED else recorded
+    if recorded == UNRECORDED:
+        return "fp32", f"frkit recheck (no precision recorded in {folder}: fp32)"
+    return recorded, f"frkit recheck (the precision {folder} recorded)"
 
 
 def recheck(folder: str | Path, output_dir: str | Path = RECHECK_DIR, precision: str | None = None,
             show_progress: bool = True) -> Recheck:
-    """Train the committed run in ``folder`` again (a fresh run folder under ``output_dir``) and return both
-    AUC matrices. The run's own parameters are used unchanged apart from where it is written and ``precision``."""
+    """Train the committed run in ``folder`` again, in a new folder under ``output_dir`` (never setting an earlier
+    recheck aside), and return both AUC matrices. The run's own parameters are used unchanged apart from where
+    it is written and ``precision``; its checkpoints are deleted once it has finished (they serve only a resume)."""
     from frkit.artifacts import LEGACY_VALUES
     from frkit.config import make_config
+    from frkit.paths import resolve
+    from frkit.precision import resolve_precision
     from frkit.runner import run
+    from frkit.train import get_accelerator
 
     folder = Path(folder)
     params, committed, steps = read_committed(folder)
-    chosen = choose_precision(folder, params, steps, precision)
+    chosen, source = choose_precision(folder, steps, precision)  # checked before anything trains or is written
     params = {**{k: v for k, v in LEGACY_VALUES.items() if k not in params}, **params}  # what an older run did
-    cfg = make_config({**params, "output_dir": str(output_dir), "resume": False}, source=str(folder / "params.yaml"),
-                      override_source="frkit recheck (--precision)", precision=chosen)
+    cfg = make_config({**params, "resume": False}, source=str(folder / "params.yaml"), override_source=source,
+                      precision=chosen)
+    if committed.shape != (len(cfg.marketplaces),) * 2:
+        raise FrkitInputError(f"{folder}: metrics.json's auc_matrix is {committed.shape}, but params.yaml names "
+                              f"{len(cfg.marketplaces)} marketplaces; the result folder does not match its params")
+    try:
+        resolve_precision(chosen, get_accelerator().device)
+    except FrkitInputError as err:
+        raise FrkitInputError(f"{source}: {chosen} cannot run on this machine ({err}); train it again with "
+                              "--precision fp32 and compare with a --tolerance") from None
+    out = resolve(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = make_config({**params, "resume": False, "output_dir": tempfile.mkdtemp(prefix="recheck-", dir=out)},
+                      source=str(folder / "params.yaml"), override_source=source, precision=chosen)
     result = run(cfg, show_progress=show_progress)
-    if result.auc_matrix.shape != committed.shape:
-        raise FrkitInputError(f"{folder}: metrics.json's auc_matrix is {committed.shape}, the run gives "
-                              f"{result.auc_matrix.shape}; the result folder does not match its params.yaml")
+    shutil.rmtree(result.run_dir / "checkpoints", ignore_errors=True)
     return Recheck(folder, result.run_dir, chosen, list(cfg.marketplaces), committed, result.auc_matrix)
+
 
 
 def report(check: Recheck) -> str:

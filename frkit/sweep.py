@@ -192,7 +192,7 @@ def check_results_match(sweep: Sweep, key: RunKey, cfg: BaseRunConfig) -> None:
     from frkit.config import default_params
 
     folder = sweep.result_folder(key)
-    saved = yaml.safe_load((folder / "params.yaml").read_text()) if (folder / "params.yaml").is_file() else None
+    saved = yaml.safe_load((folder / "params.yaml").read_text(encoding="utf-8")) if (folder / "params.yaml").is_file() else None
     if saved is None:
         raise FrkitInputError(f"{folder}: results without params.yaml; delete the folder to run {key} again")
     now = cfg.model_dump()
@@ -213,9 +213,10 @@ def _ran_fp32_or_unrecorded(folder: Path) -> bool:
     from frkit.reports.compare import UNRECORDED, run_precision
 
     try:
-        steps = json.loads((folder / "progress.json").read_text()).get("steps", [])
-    except (OSError, ValueError):
-        return False
+        steps = json.loads((folder / "progress.json").read_text(encoding="utf-8")).get("steps", [])
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        raise FrkitInputError(f"{folder / 'progress.json'}: not readable; it holds the run's steps: restore it, or "
+                              "delete the folder to run it again") from None
     return run_precision(folder, steps) in ("fp32", UNRECORDED)
 
 

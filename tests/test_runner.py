@@ -35,10 +35,22 @@ def test_method_runs_end_to_end(method, tiny_params):
     assert env["cpu"] == cpu_model() and env["torch_threads"] >= 1  # where the result was computed
     assert (env["bf16_autocast_fast"], env["bf16_autocast_why"]) == bf16_support(torch.device("cpu"))
     # each step says what it computed in: precision auto is bf16 on one CPU and fp32 on another
-    from frkit.precision import resolve_precision
+    from frkit.train import resolved_precision
 
     steps = json.loads((result.run_dir / "progress.json").read_text())["steps"]
-    assert [s["precision"] for s in steps] == [resolve_precision(cfg.precision, "cpu")] * 3
+    assert [s["precision"] for s in steps] == [resolved_precision(cfg.precision)] * 3
+
+
+@pytest.mark.parametrize("bf16_fast", [True, False])
+def test_each_step_records_the_precision_auto_chose(bf16_fast, tiny_params, monkeypatch):
+    """Whatever this CPU is: where bf16 is fast auto records bf16, where it is not fp32."""
+    import frkit.precision
+
+    monkeypatch.setattr(frkit.precision, "bf16_support", lambda device: (bf16_fast, "a test's CPU"))
+    cfg = make_config(tiny_params(method="sequential", epochs=1, run_name=f"auto{bf16_fast}"))
+    result = run(cfg, show_progress=False)
+    steps = json.loads((result.run_dir / "progress.json").read_text())["steps"]
+    assert [s["precision"] for s in steps] == ["bf16" if bf16_fast else "fp32"] * 3
 
 
 def _base_view(encoder) -> dict:

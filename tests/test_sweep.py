@@ -310,8 +310,13 @@ def test_summary_says_the_precision_of_each_rows_runs(tmp_path, tiny_params):
     (folder / "environment.json").write_text(json.dumps({"sessions": [{"bf16_autocast_fast": True}, {}]}))
     (folder / "params.yaml").write_text(yaml.safe_dump({"precision": "auto"}))
     assert run_precision(folder, [{"precision": "bf16"}, {}]) == "?"  # the second session's machine is not described
+    # a resume after the last step ran nothing: its machine does not make the run mixed
+    (folder / "environment.json").write_text(json.dumps({"sessions": [{"bf16_autocast_fast": False},
+                                                                      {"bf16_autocast_fast": True, "steps_done_before": 2}]}))
+    assert run_precision(folder, [{}, {}]) == "fp32" and run_precision(folder, [{}, {}, {}]) == "mixed"
     (folder / "params.yaml").write_text(yaml.safe_dump({"precision": "fp32"}))
-    assert run_precision(folder, [{}, {}]) == "fp32"  # asked for fp32: fp32 on any machine
+    (folder / "environment.json").unlink()
+    assert run_precision(folder, [{}, {}]) == "fp32"  # asked for fp32: fp32 on any machine, environment or not
 
 
 def test_missing_and_half_written_runs_are_marked_never_averaged(tmp_path, tiny_params):
