@@ -34,6 +34,8 @@ def test_a_run_trained_again_gives_its_auc_matrix_to_the_last_digit(tiny_params,
     run_dir = Path(re.search(r"trained again in fp32 -> (\S+)", out).group(1))
     assert run_dir.is_relative_to(again) and not (run_dir / "checkpoints").exists()
     assert np.array_equal(np.array(json.loads((run_dir / "metrics.json").read_text())["auc_matrix"]), matrix)
+    record = json.loads((run_dir / "recheck.json").read_text())
+    assert record["max_difference"] == 0.0 and record["again"] == matrix.tolist() and record["again_on"]["cpu"]
 
     # a committed figure that is not what its params give is caught, by how much; each recheck has its own folder
     metrics = json.loads((folder / "metrics.json").read_text())
