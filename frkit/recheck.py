@@ -53,7 +53,8 @@ class Recheck:
         return {"result": str(self.folder), "precision": self.precision, "marketplaces": self.names,
                 "committed": rows(self.committed), "again": rows(self.again),
                 "max_difference": None if np.isinf(self.max_difference) else self.max_difference,
-                "again_on": {k: env[k] for k in ("cpu", "torch_threads", "git_revision", "versions", "started")}}
+                "again_on": {k: env[k] for k in ("cpu", "bf16_autocast_why", "torch_threads", "git_revision", "versions",
+                                                 "started")}}
 
 
 def read_committed(folder: Path) -> tuple[dict, np.ndarray, list[dict]]:
@@ -152,3 +153,24 @@ def report(check: Recheck) -> str:
         parts += [f"{title}:", pd.DataFrame(matrix, index=rows, columns=names).to_string(float_format="{:.6f}".format)]
     parts.append(f"largest |difference|: {check.max_difference:.3g}")
     return "\n".join(parts)
+
+
+def table(paths: list[str | Path]) -> str:
+    """Markdown table of recheck.json files: what was rechecked, in what precision, on what CPU, how far apart,
+    and how far the final average AUC moved (``python -m frkit.recheck results/rechecks/*.json``)."""
+    lines = ["| result | precision | rechecked on | largest \\|difference\\| | final average AUC: committed -> again |",
+             "|---|---|---|---|---|"]
+    for path in paths:
+        r = json.loads(Path(path).read_text(encoding="utf-8"))
+        largest = "cell in one matrix only" if r["max_difference"] is None else f"{r['max_difference']:.3g}"
+        avg = [float(np.mean(r[k][-1])) for k in ("committed", "again")]
+        on = r["again_on"]
+        lines.append(f"| `{r['result']}` | {r['precision']} | {on.get('bf16_autocast_why', on['cpu'])}; {on['torch_threads']} "
+                     f"thread(s) | {largest} | {avg[0]:.4f} -> {avg[1]:.4f} ({avg[1] - avg[0]:+.4f}) |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(table(sys.argv[1:]))

@@ -10,7 +10,7 @@ import yaml
 
 from frkit.cli import main
 from frkit.config import make_config
-from frkit.recheck import Recheck
+from frkit.recheck import Recheck, table
 from frkit.runner import run
 
 
@@ -36,6 +36,9 @@ def test_a_run_trained_again_gives_its_auc_matrix_to_the_last_digit(tiny_params,
     assert np.array_equal(np.array(json.loads((run_dir / "metrics.json").read_text())["auc_matrix"]), matrix)
     record = json.loads((run_dir / "recheck.json").read_text())
     assert record["max_difference"] == 0.0 and record["again"] == matrix.tolist() and record["again_on"]["cpu"]
+    row = table([run_dir / "recheck.json"]).splitlines()[-1]
+    avg = np.mean(matrix[-1])
+    assert row.startswith(f"| `{folder}` | fp32 |") and f"| 0 | {avg:.4f} -> {avg:.4f} (+0.0000) |" in row
 
     # a committed figure that is not what its params give is caught, by how much; each recheck has its own folder
     metrics = json.loads((folder / "metrics.json").read_text())
