@@ -40,7 +40,6 @@ class Recheck:
         diff = np.abs(self.committed - self.again)[~both_missing]
         return float(np.nan_to_num(diff, nan=np.inf).max()) if diff.size else 0.0
 
-
     def record(self) -> dict:
         """What a recheck found, with where it ran (strict JSON: an unevaluated cell is null, as is a difference
         between a cell evaluated in one matrix only)."""
