@@ -43,13 +43,22 @@ def cpu_flags() -> frozenset[str]:
 
 
 def cpu_model() -> str:
+    """The CPU's model name, with its family and model numbers where /proc/cpuinfo has them: virtual machines often
+    name every generation alike ("AMD EPYC" for an AVX2-only Zen 2 and an AVX512-BF16 Zen 4)."""
+    fields = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "cpu family", "model") and key.strip() not in fields:
+                fields[key.strip()] = value.strip()
+            if not line.strip() and fields:
+                break  # the first processor's block is enough
     except OSError:
         pass
-    return platform.processor() or "this CPU"
+    name = fields.get("model name") or platform.processor() or "this CPU"
+    if "cpu family" in fields and "model" in fields:
+        return f"{name} (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def bf16_support(device: torch.device) -> tuple[bool, str]:
