@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from frkit import atomic
 from frkit.errors import FrkitInputError
@@ -57,33 +56,24 @@ class Recheck:
 
 
 def read_committed(folder: Path) -> tuple[dict, np.ndarray, list[dict]]:
-    """(params, AUC matrix, progress steps) of a finished result folder; a missing or unreadable file is named."""
-    files = {name: folder / name for name in ("params.yaml", "metrics.json", "progress.json")}
-    for name, path in files.items():
-        if not path.is_file():
+    """(params, AUC matrix, progress steps) of a finished result folder, read and checked by
+    :func:`frkit.artifacts.load_run` (each unreadable file named); a missing file is named too."""
+    from frkit.artifacts import load_run
+
+    for name in ("params.yaml", "metrics.json", "progress.json"):
+        if not (folder / name).is_file():
             raise FrkitInputError(f"{folder}: no {name}; expected a finished run's folder (params.yaml, "
                                   "metrics.json, progress.json), e.g. results/cpu_stsb/independent/en-es-ja/seed0")
-    params = _parse(files["params.yaml"], yaml.safe_load)
-    metrics = _parse(files["metrics.json"], json.loads)
-    progress = _parse(files["progress.json"], json.loads)
-    steps = progress.get("steps") if isinstance(progress, dict) else None
+    rec = load_run(folder)
     try:
-        committed = np.array([[np.nan if x is None else x for x in row] for row in metrics["auc_matrix"]], dtype=float)
+        committed = np.array([[np.nan if x is None else x for x in row] for row in rec.metrics["auc_matrix"]],
+                             dtype=float)
     except (TypeError, ValueError, KeyError) as err:
-        raise FrkitInputError(f"{files['metrics.json']}: no auc_matrix of numbers ({type(err).__name__}: "
+        raise FrkitInputError(f"{folder / 'metrics.json'}: no auc_matrix of numbers ({type(err).__name__}: "
                               f"{str(err).splitlines()[0] if str(err) else ''})") from None
-    if not isinstance(params, dict) or not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
-        raise FrkitInputError(f"{folder}: params.yaml must be key: value and progress.json's steps a list of records")
     if committed.ndim != 2 or committed.shape[0] != committed.shape[1]:
         raise FrkitInputError(f"{folder / 'metrics.json'}: auc_matrix is not a square matrix ({committed.shape})")
-    return params, committed, steps
-
-
-def _parse(path: Path, parse):
-    try:
-        return parse(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as err:
-        raise FrkitInputError(f"{path}: not readable ({str(err).splitlines()[0]})") from None
+    return rec.params, committed, rec.progress["steps"]
 
 
 def choose_precision(folder: Path, steps: list[dict], precision: str | None) -> tuple[str, str]:
@@ -130,14 +120,12 @@ def recheck(folder: str | Path, output_dir: str | Path = RECHECK_DIR, precision:
                               "--precision fp32 and compare with a --tolerance") from None
     out = resolve(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = make_config({**params, "resume": False, "output_dir": tempfile.mkdtemp(prefix="recheck-", dir=out)},
-                      source=str(folder / "params.yaml"), override_source=source, precision=chosen)
+    cfg = cfg.model_copy(update={"output_dir": tempfile.mkdtemp(prefix="recheck-", dir=out)})  # checked above
     result = run(cfg, show_progress=show_progress)
     shutil.rmtree(result.run_dir / "checkpoints", ignore_errors=True)
     check = Recheck(folder, result.run_dir, chosen, list(cfg.marketplaces), committed, result.auc_matrix)
     atomic.write_json(result.run_dir / "recheck.json", check.record())  # small: fit to commit beside the results
     return check
-
 
 
 def report(check: Recheck) -> str:

@@ -59,10 +59,12 @@ def test_recheck_names_what_is_missing_or_ambiguous_before_training(tiny_params,
     assert main(["recheck", str(folder), "-o", str(again)]) == 2
     assert "no metrics.json" in capsys.readouterr().err
     (folder / "metrics.json").write_text(json.dumps({"auc_matrix": [[0.5] * 3] * 3}))
-    (folder / "progress.json").write_text(json.dumps({"steps": [{"precision": "bf16"}, {"precision": "fp32"}]}))
+    step = {"marketplace": "en", "auc_row": [0.5] * 3}  # a finished step as progress.json records it
+    (folder / "progress.json").write_text(json.dumps({"steps": [{**step, "step": 0, "precision": "bf16"},
+                                                                {**step, "step": 1, "precision": "fp32"}]}))
     assert main(["recheck", str(folder), "-o", str(again)]) == 2
     assert "different precisions" in capsys.readouterr().err
-    (folder / "progress.json").write_text(json.dumps({"steps": [{"precision": "fp32"}] * 3}))
+    (folder / "progress.json").write_text(json.dumps({"steps": [{**step, "step": i, "precision": "fp32"} for i in range(3)]}))
     (folder / "metrics.json").write_text(json.dumps({"auc_matrix": [[0.5, 0.5], [0.5]]}))  # ragged
     assert main(["recheck", str(folder), "-o", str(again)]) == 2
     assert "metrics.json" in capsys.readouterr().err
