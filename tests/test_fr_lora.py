@@ -120,6 +120,7 @@ def test_lr_decay_and_projection_through_the_runner(tiny_params, monkeypatch):
     assert made == [[pytest.approx(lr)] for t in range(3) for lr in (cfg.lr * 0.5 ** t, cfg.stage2_lr)]
     steps = json.loads((result.run_dir / "progress.json").read_text())["steps"]
     assert [s["stage1_lr"] for s in steps] == pytest.approx([cfg.lr, cfg.lr * 0.5, cfg.lr * 0.25])  # and the log says so
+    assert all(s["stage2"]["eq4_penalty"]["mean"] > 0 for s in steps)  # progress.json splits Eq. 4 out of the loss
     # the final checkpoint's older adapters lie in the last adapter's subspaces (Eq. 5)
     folder = RunFolder(result.run_dir)
     _, method, _ = _method(tiny_params, method="fr_lora", run_name="proj", projection=True, lr_decay=0.5, epochs=1)
@@ -169,7 +170,7 @@ def test_stage_two_loss_holds_the_eq4_penalty_built_from_the_line_5_fisher(tiny_
 
     method.compute_fisher, method.train = spy_fisher, spy_train
     monkeypatch.setattr(fr_module, "fr_penalty_precomputed", spy_penalty)
-    method.learn(0, ms[0], ms[:1])
+    logged = method.learn(0, ms[0], ms[:1])["stage2"]["eq4_penalty"]
     line5, line10 = fishers  # Algorithm 1 lines 5 and 10
 
     def eq4(fisher):
@@ -183,3 +184,11 @@ def test_stage_two_loss_holds_the_eq4_penalty_built_from_the_line_5_fisher(tiny_
     assert eq4({k: 10 * f for k, f in line5.items()}) != pytest.approx(penalties[-1].item(), rel=1e-2)
     assert line10 is not line5
     assert seen["total"] == pytest.approx(seen["task"] + penalties[-1].item(), abs=1e-5)
+    # the log splits the penalty out of Stage II's loss: its steps' penalties (the last call above was the no-grad look)
+    trained = [p.item() for p in penalties[:-1]]
+    assert logged == pytest.approx({"mean": sum(trained) / len(trained), "last": trained[-1]})
+
+
+def test_stage_two_log_holds_no_penalty_at_beta_zero(tiny_params):
+    cfg, method, ms = _method(tiny_params, method="fr_lora", epochs=1, beta=0.0)
+    assert method.learn(0, ms[0], ms[:1])["stage2"]["eq4_penalty"] is None

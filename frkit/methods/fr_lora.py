@@ -41,15 +41,15 @@ class FrLora(EwcBase):
         stage1 = self.train_base_with_ewc(step, marketplace)  # line 4
         with self.adapters_off():  # line 5: the Fisher of the base just fine-tuned, not of base + an older adapter
             self.stage1_fisher = self.compute_fisher(marketplace, name)
-        stage2 = self.train_adapter(step, marketplace)  # lines 6-9
+        stage2, penalty = self.train_adapter(step, marketplace)  # lines 6-9
         fisher_with_lora = self.compute_fisher(marketplace, name)  # line 10 (adapter t active)
         self.carry_fisher(step, fisher_with_lora)
         self.learned.append(name)
         if self.cfg.projection and step == len(self.cfg.marketplaces) - 1:
             self.project_older_adapters()  # lines 14-16
         self.trainable_params = self.stage1_params + self.adapter_params  # head t trains in both stages: once
-        return {"stage1": fit_log(stage1), "stage2": fit_log(stage2), **fit_log(stage2),
-                "stage1_lr": self.base_lr(step)}
+        return {"stage1": fit_log(stage1), "stage2": {**fit_log(stage2), "eq4_penalty": penalty},
+                **fit_log(stage2), "stage1_lr": self.base_lr(step)}
 
     def train_base_with_ewc(self, step, marketplace):
         result = super().train_base_with_ewc(step, marketplace)
@@ -57,7 +57,11 @@ class FrLora(EwcBase):
         return result
 
     def train_adapter(self, step, marketplace):
-        """Stage II, Eq. 4: only LoRA t and head t train; the base is frozen."""
+        """Stage II, Eq. 4: only LoRA t and head t train; the base is frozen.
+
+        Returns the fit and Eq. 4's penalty over the training steps (``mean`` over all of them: with one epoch the
+        average the logged ``train_loss`` takes, so ``train_loss - mean`` is the task loss; ``last``: the final
+        step's), or None at beta 0, so that a reader can see whether the penalty or the task drove Stage II."""
         name = marketplace.name
         self.model.encoder = add_adapter(self.model.encoder, name, self.adapter_config())
         adapter = adapter_parameters(self.model.encoder, name)
@@ -66,7 +70,7 @@ class FrLora(EwcBase):
         freeze_all_but(self.model, params)
         task_loss = cross_entropy_loss(name)
         encoder, beta = self.model.encoder, self.cfg.beta
-        inv_fisher = None
+        inv_fisher, penalties = None, []
         if beta > 0:
             targets = list(effective_delta_w(encoder, name))
             inv_fisher = fr_inverse_fisher(self.stage1_fisher, self.cfg.fr_eps, names=targets)  # once, not per step
@@ -74,12 +78,17 @@ class FrLora(EwcBase):
         def loss(model, batch):
             value = task_loss(model, batch)
             if inv_fisher is not None:
-                value = value + fr_penalty_precomputed(effective_delta_w(encoder, name), inv_fisher, beta)
+                penalty = fr_penalty_precomputed(effective_delta_w(encoder, name), inv_fisher, beta)
+                if torch.is_grad_enabled():  # a training step, not a later look at the loss
+                    penalties.append(penalty.item())
+                value = value + penalty
             return value
 
         c = self.cfg
-        return self.train(self.model, params, marketplace, name, c.stage2_lr, step, loss_fn=loss,
-                          schedule=c.stage2_schedule, warmup_steps=c.stage2_warmup_steps)
+        fit = self.train(self.model, params, marketplace, name, c.stage2_lr, step, loss_fn=loss,
+                         schedule=c.stage2_schedule, warmup_steps=c.stage2_warmup_steps)
+        summary = {"mean": sum(penalties) / len(penalties), "last": penalties[-1]} if penalties else None
+        return fit, summary
 
     @torch.no_grad()
     def project_older_adapters(self) -> None:
