@@ -39,6 +39,15 @@ def resolve(path: str | Path | None) -> Path | None:
     return path if path.is_absolute() else project_root() / path
 
 
+def shown(path: str | Path) -> str:
+    """``path`` as a report or the README prints it: from the project root when it lies below it (a rendered report
+    shared from one machine should not name that machine's folders), else as it is."""
+    try:
+        return Path(path).resolve().relative_to(project_root()).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
 def resolve_model(name_or_path: str) -> str:
     """A model given as a relative folder that exists under the project root becomes that folder; Hub ids
     ("org/name") and ``offline:`` names pass through."""

@@ -79,3 +79,11 @@ def test_notebooks_are_committed_without_outputs():
     for p in (ROOT / "notebooks").glob("*.ipynb"):
         nb = nbformat.read(p, as_version=4)
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), p.name
+
+
+def test_reports_show_paths_from_the_project_root(monkeypatch, tmp_path):
+    from frkit.paths import shown
+
+    monkeypatch.setenv("FRKIT_ROOT", str(ROOT))
+    assert shown(ROOT / "results" / "cpu_stsb") == "results/cpu_stsb"  # no machine's folders in a shared report
+    assert shown(tmp_path / "elsewhere") == (tmp_path / "elsewhere").as_posix()  # outside the project: as given

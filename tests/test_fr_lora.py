@@ -190,5 +190,5 @@ def test_stage_two_loss_holds_the_eq4_penalty_built_from_the_line_5_fisher(tiny_
 
 
 def test_stage_two_log_holds_no_penalty_at_beta_zero(tiny_params):
-    cfg, method, ms = _method(tiny_params, method="fr_lora", epochs=1, beta=0.0)
+    _, method, ms = _method(tiny_params, method="fr_lora", epochs=1, beta=0.0)
     assert method.learn(0, ms[0], ms[:1])["stage2"]["eq4_penalty"] is None

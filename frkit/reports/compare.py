@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from frkit import atomic
+from frkit.paths import shown
 
 METRICS = ("average_auc", "forgetting", "backward_transfer", "forward_transfer")
 
@@ -245,23 +246,13 @@ def readme_section(sweep, results: SweepResults) -> str:
     table = summary.split("## Summary", 1)[1].split("## Relative")[0].split("## Missing")[0].strip() if \
         "## Summary" in summary else "No finished runs yet."
     claims = claims_table(results.frame(), sorted(sweep.orders[0]))
-    head = (f"{len(results.runs)} of {len(sweep.configs)} runs of `{_rel(sweep.path)}` have results in "
-            f"`{_rel(sweep.results_dir)}/`.")
+    head = (f"{len(results.runs)} of {len(sweep.configs)} runs of `{shown(sweep.path)}` have results in "
+            f"`{shown(sweep.results_dir)}/`.")
     rows = ["Every row (mean ± sample std over seeds x orders; `runs` found of expected):", "", table]
     if (claims["verdict"] == "missing").all():  # a sweep without the papers' rows (e.g. a strength sweep)
         return "\n".join([head, "", *rows])
     counts = ", ".join(f"{v} {k}" for k, v in claims["verdict"].value_counts().items())
     return "\n".join([f"{head} Claims: {counts}.", "", VERDICT_RULE, "", claims_markdown(claims), "", *rows])
-
-
-def _rel(path: Path) -> str:
-    """A path as the README shows it: relative to the project root when inside it."""
-    from frkit.paths import project_root
-
-    try:
-        return Path(path).resolve().relative_to(project_root()).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
 
 
 def update_readme(readme: Path, sweep, results: SweepResults, sweep_file: str) -> None:
