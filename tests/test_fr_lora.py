@@ -186,7 +186,8 @@ def test_stage_two_loss_holds_the_eq4_penalty_built_from_the_line_5_fisher(tiny_
     assert seen["total"] == pytest.approx(seen["task"] + penalties[-1].item(), abs=1e-5)
     # the log splits the penalty out of Stage II's loss: its steps' penalties (the last call above was the no-grad look)
     trained = [p.item() for p in penalties[:-1]]
-    assert logged == pytest.approx({"mean": sum(trained) / len(trained), "last": trained[-1]})
+    below = sum(int((line5[k] < 1e-7).sum()) for k in seen["delta"]) / sum(line5[k].numel() for k in seen["delta"])
+    assert logged == pytest.approx({"mean": sum(trained) / len(trained), "last": trained[-1], "fisher_below_eps": below})
 
 
 def test_stage_two_log_holds_no_penalty_at_beta_zero(tiny_params):

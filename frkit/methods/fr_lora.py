@@ -61,7 +61,9 @@ class FrLora(EwcBase):
 
         Returns the fit and Eq. 4's penalty over the training steps (``mean`` over all of them: with one epoch the
         average the logged ``train_loss`` takes, so ``train_loss - mean`` is the task loss; ``last``: the final
-        step's), or None at beta 0, so that a reader can see whether the penalty or the task drove Stage II."""
+        step's; ``fisher_below_eps``: the share of the adapted weights whose Fisher is below ``fr_eps``, where
+        ``fr_eps`` (not the Fisher) sets the weight 1/(F+eps)), or None at beta 0, so that a reader can see whether
+        the penalty or the task drove Stage II."""
         name = marketplace.name
         self.model.encoder = add_adapter(self.model.encoder, name, self.adapter_config())
         adapter = adapter_parameters(self.model.encoder, name)
@@ -70,10 +72,12 @@ class FrLora(EwcBase):
         freeze_all_but(self.model, params)
         task_loss = cross_entropy_loss(name)
         encoder, beta = self.model.encoder, self.cfg.beta
-        inv_fisher, penalties = None, []
+        inv_fisher, penalties, below_eps = None, [], None
         if beta > 0:
             targets = list(effective_delta_w(encoder, name))
             inv_fisher = fr_inverse_fisher(self.stage1_fisher, self.cfg.fr_eps, names=targets)  # once, not per step
+            below_eps = (sum(int((self.stage1_fisher[k] < self.cfg.fr_eps).sum()) for k in targets)
+                         / sum(self.stage1_fisher[k].numel() for k in targets))
 
         def loss(model, batch):
             value = task_loss(model, batch)
@@ -87,7 +91,9 @@ class FrLora(EwcBase):
         c = self.cfg
         fit = self.train(self.model, params, marketplace, name, c.stage2_lr, step, loss_fn=loss,
                          schedule=c.stage2_schedule, warmup_steps=c.stage2_warmup_steps)
-        summary = {"mean": sum(penalties) / len(penalties), "last": penalties[-1]} if penalties else None
+        summary = None
+        if penalties:
+            summary = {"mean": sum(penalties) / len(penalties), "last": penalties[-1], "fisher_below_eps": below_eps}
         return fit, summary
 
     @torch.no_grad()
