@@ -398,3 +398,21 @@ def test_claim_verdicts_follow_the_numbers(tmp_path, tiny_params):
     assert verdict(0.01, 0.001, 3) == "reproduced" and verdict(0.01, 0.05, 3) == "within noise"
     assert verdict(-0.01, 0.001, 3) == "not reproduced" and verdict(0.01, float("nan"), 1) == "one run"
     assert verdict(-0.005, 0.001, 3, margin=0.01) == "reproduced"  # "nearly comparable": within the margin
+
+
+def test_stage_two_split_reads_the_logged_eq4_penalty_and_skips_runs_without_it(tmp_path, tiny_params):
+    from frkit.reports.compare import collect, stage2_penalty_frame
+
+    path = fixture_sweep(tmp_path, tiny_params)
+    for (label, seed), f in FINALS.items():
+        write_result(tmp_path / "results", label, seed, dict(zip(["en", "es", "ja"], f)), params={"beta": 1e-4})
+    assert stage2_penalty_frame(collect(load_sweep(path))).empty  # no run logged the split: an empty table
+    progress = tmp_path / "results" / "fr_lora" / ORDER / "seed1" / "progress.json"
+    record = json.loads(progress.read_text())
+    record["steps"][1]["stage2"] = {"history": [{"train_loss": 9.0}, {"train_loss": 5.0}],
+                                    "eq4_penalty": {"mean": 6.5, "last": 2.0, "fisher_below_eps": 0.25}}
+    progress.write_text(json.dumps(record))
+    frame = stage2_penalty_frame(collect(load_sweep(path)))
+    assert frame.to_dict("records") == [{
+        "run": "fr_lora", "order": ORDER, "seed": 1, "marketplace": "es", "beta": 1e-4, "Stage II loss": 7.0,
+        "Eq. 4 penalty": 6.5, "task loss": 0.5, "penalty, last step": 2.0, "Fisher < eps": 0.25}]

@@ -362,6 +362,31 @@ def translation_figure(results: SweepResults):
     return fig
 
 
+def stage2_penalty_frame(results: SweepResults) -> pd.DataFrame:
+    """FR-LoRA's Stage II loss split into Eq. 4's penalty and the task loss, per run and marketplace, for the runs
+    that logged it (``stage2.eq4_penalty`` in progress.json); empty when none did. ``task loss`` is the mean training
+    loss less the mean penalty (both over every Stage II step); ``Fisher < eps``: the share of adapted weights whose
+    Stage I Fisher lies below ``fr_eps``, where eps, not the Fisher, sets the weight 1/(F+eps)."""
+    import yaml
+
+    rows = []
+    for key in results.runs:
+        folder = results.sweep.result_folder(key)
+        steps = json.loads((folder / "progress.json").read_text()).get("steps", [])
+        logged = [(s["marketplace"], s["stage2"]) for s in steps if (s.get("stage2") or {}).get("eq4_penalty")]
+        if not logged:
+            continue
+        params = yaml.safe_load((folder / "params.yaml").read_text()) or {}
+        for marketplace, stage2 in logged:
+            penalty = stage2["eq4_penalty"]
+            loss = float(np.mean([h["train_loss"] for h in stage2["history"]]))  # epochs have equal steps
+            rows.append({"run": key.label, "order": key.order_tag, "seed": key.seed, "marketplace": marketplace,
+                         "beta": params.get("beta"), "Stage II loss": loss, "Eq. 4 penalty": penalty["mean"],
+                         "task loss": loss - penalty["mean"], "penalty, last step": penalty["last"],
+                         "Fisher < eps": penalty.get("fisher_below_eps")})
+    return pd.DataFrame(rows)
+
+
 def strength_figure(results: SweepResults, prefix: str, parameter: str, groups: dict[str, str]):
     """AUC and forgetting against a penalty strength (ewc_lambda or beta), one line per Fisher scale (``groups``:
     label prefix -> legend name); the x value is read from each run's params."""
