@@ -5,11 +5,15 @@ Everything is made here, from configs and seeded random numbers: no network, no 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import signal
+import threading
 import time
 import warnings
 import zlib
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -156,6 +160,38 @@ def write_result(results: Path, label: str, seed: int, finals: dict, forgetting:
     (folder / "progress.json").write_text(json.dumps({"steps": steps, "init_aucs": [0.5] * 3}))
     return folder
 
+
+
+@contextmanager
+def kill_a_run_once(outputs: Path, pattern: str, when, timeout: float, poll: float):
+    """While the block runs, watch ``outputs`` for a run whose progress.json (``pattern``, a glob) holds a number of
+    finished marketplaces ``when(n)`` accepts, and SIGKILL that run's process once, as the out-of-memory killer
+    would (the pid lies beside the run's log, where the sweep writes it). Yields a dict that then holds the run's
+    folder (``run_dir``) and its finished marketplaces (``steps``); empty if no run was seen in time."""
+    killed = {}
+
+    def watch():
+        deadline = time.time() + timeout
+        while time.time() < deadline and not killed:
+            for progress in outputs.glob(pattern):
+                run_dir = progress.parent
+                pid_file = run_dir.with_name(f"{run_dir.name}.pid")
+                try:
+                    steps = len(json.loads(progress.read_text())["steps"])
+                except (OSError, ValueError, KeyError):  # half-written: look again
+                    continue
+                if when(steps) and pid_file.exists():
+                    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+                    killed.update(run_dir=run_dir, steps=steps)
+                    return
+            time.sleep(poll)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield killed
+    finally:
+        watcher.join(timeout=5)
 
 
 def build_notebook_project(root: Path, model_dir: Path, data_dir: Path) -> Path:

@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import write_result
+from conftest import kill_a_run_once, write_result
 from frkit.cli import main
 from frkit.errors import FrkitInputError
 from frkit.sweep import load_sweep, run_sweep
@@ -127,32 +126,13 @@ def test_a_killed_run_process_fails_alone_and_the_sweep_run_again_resumes_it(tmp
     path = write_sweep(tmp_path, tiny_params(epochs=1), {
         "name": "s", "runs": {"seq": {"method": "sequential"}, "lora": {"method": "lora"}}})
     outputs = tmp_path / "outputs" / "s"
-    killed = {}
-
-    def kill_the_first_run_seen_between_marketplaces():
-        deadline = time.time() + 600
-        while time.time() < deadline and not killed:
-            for progress in outputs.glob(f"*/{ORDER}/seed0/progress.json"):
-                pid_file = progress.parent.with_name("seed0.pid")  # written beside the log by the run's process
-                try:
-                    steps = len(json.loads(progress.read_text())["steps"])
-                except (OSError, ValueError):
-                    continue
-                if 1 <= steps < 3 and pid_file.exists():
-                    os.kill(int(pid_file.read_text()), signal.SIGKILL)
-                    killed.update(label=progress.parents[2].name, steps=steps)
-                    return
-            time.sleep(0.02)
-
-    killer = threading.Thread(target=kill_the_first_run_seen_between_marketplaces, daemon=True)
-    killer.start()
-    try:
+    with kill_a_run_once(outputs, f"*/{ORDER}/seed0/progress.json", lambda steps: 1 <= steps < 3, timeout=600,
+                         poll=0.02) as killed:
         with pytest.raises(RuntimeError, match=r"(?s)sweep runs failed.*its process died \(killed by SIGKILL\)"):
             run_sweep(path, jobs=2)
-    finally:
-        killer.join(timeout=5)
     assert killed, "no run was killed: both finished before the killer saw one between marketplaces"
-    victim, survivor = killed["label"], ({"seq", "lora"} - {killed["label"]}).pop()
+    victim = killed["run_dir"].parents[1].name  # outputs/s/<label>/<order>/seed0
+    survivor = ({"seq", "lora"} - {victim}).pop()
     printed = capsys.readouterr().out
     assert f"== {victim} [{ORDER}] seed 0: failed: its process died (killed by SIGKILL)" in printed, printed
     assert f"== {survivor} [{ORDER}] seed 0: done" in printed, printed

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from conftest import kill_a_run_once
 from frkit.errors import FrkitInputError
 from frkit.sweep import run_sweep
 
@@ -73,35 +71,16 @@ def test_ray_sweep_survives_a_killed_worker_and_matches_the_local_executor(tmp_p
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    killed = {}
     outputs = Path(tiny_params()["output_dir"]) / "onray"
-
-    def kill_one_worker_after_its_first_marketplace():
-        """SIGKILL the worker of the first run seen to finish a marketplace (its pid is beside its log), once."""
-        deadline = time.time() + 1500
-        while time.time() < deadline and not killed:
-            for progress in outputs.glob("*/*/seed0/progress.json"):
-                run_dir = progress.parent
-                pid_file = run_dir.with_name(f"{run_dir.name}.pid")
-                try:
-                    steps = json.loads(progress.read_text())["steps"]
-                except (OSError, ValueError):
-                    continue
-                if len(steps) == 1 and pid_file.exists():
-                    os.kill(int(pid_file.read_text()), signal.SIGKILL)
-                    killed["run_dir"] = run_dir
-                    return
-            time.sleep(0.05)
-
-    killer = threading.Thread(target=kill_one_worker_after_its_first_marketplace, daemon=True)
-    killer.start()
-    try:
-        on_ray = run_sweep(write_sweep(tmp_path, tiny_params, "onray"), executor="ray")
-    finally:
-        killer.join(timeout=5)
-        ray.shutdown()
+    # SIGKILL the worker of the first run seen to finish a marketplace, once
+    with kill_a_run_once(outputs, "*/*/seed0/progress.json", lambda steps: steps == 1, timeout=1500, poll=0.05) as killed:
+        try:
+            on_ray = run_sweep(write_sweep(tmp_path, tiny_params, "onray"), executor="ray")
+        finally:
+            ray.shutdown()
     printed = capsys.readouterr().out
     assert killed, "no worker was killed: the runs finished before the killer saw a finished marketplace"
+    assert len(on_ray.runs) == 2  # both runs finished, the killed one after its retry
     # the killed run was retried and resumed from its finished marketplace: a second session, one step done before
     env = json.loads((killed["run_dir"] / "environment.json").read_text())
     assert len(env["sessions"]) == 2 and env["sessions"][1]["steps_done_before"] == 1, env["sessions"]
