@@ -395,4 +395,4 @@ def test_stage_two_split_reads_the_logged_eq4_penalty_and_skips_runs_without_it(
     frame = stage2_penalty_frame(collect(load_sweep(path)))
     assert frame.to_dict("records") == [{
         "run": "fr_lora", "order": ORDER, "seed": 1, "marketplace": "es", "beta": 1e-4, "Stage II loss": 7.0,
-        "Eq. 4 penalty": 6.5, "task loss": 0.5, "penalty, last step": 2.0, "Fisher < eps": 0.25}]
+        "Eq. 4 penalty": 6.5, "task loss": 0.5, "penalty share": 6.5 / 7.0, "penalty, last step": 2.0, "Fisher < eps": 0.25}]

@@ -365,7 +365,7 @@ def translation_figure(results: SweepResults):
 def stage2_penalty_frame(results: SweepResults) -> pd.DataFrame:
     """FR-LoRA's Stage II loss split into Eq. 4's penalty and the task loss, per run and marketplace, for the runs
     that logged it (``stage2.eq4_penalty`` in progress.json); empty when none did. ``task loss`` is the mean training
-    loss less the mean penalty (both over every Stage II step); ``Fisher < eps``: the share of adapted weights whose
+    loss less the mean penalty (both over every Stage II step), ``penalty share`` the penalty's part of it; ``Fisher < eps``: the share of adapted weights whose
     Stage I Fisher lies below ``fr_eps``, where eps, not the Fisher, sets the weight 1/(F+eps)."""
     import yaml
 
@@ -382,7 +382,8 @@ def stage2_penalty_frame(results: SweepResults) -> pd.DataFrame:
             loss = float(np.mean([h["train_loss"] for h in stage2["history"]]))  # epochs have equal steps
             rows.append({"run": key.label, "order": key.order_tag, "seed": key.seed, "marketplace": marketplace,
                          "beta": params.get("beta"), "Stage II loss": loss, "Eq. 4 penalty": penalty["mean"],
-                         "task loss": loss - penalty["mean"], "penalty, last step": penalty["last"],
+                         "task loss": loss - penalty["mean"], "penalty share": penalty["mean"] / loss,
+                         "penalty, last step": penalty["last"],
                          "Fisher < eps": penalty.get("fisher_below_eps")})
     return pd.DataFrame(rows)
 
