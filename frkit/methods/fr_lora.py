@@ -59,8 +59,8 @@ class FrLora(EwcBase):
     def train_adapter(self, step, marketplace):
         """Stage II, Eq. 4: only LoRA t and head t train; the base is frozen.
 
-        Returns the fit and Eq. 4's penalty over the training steps (``mean`` over all of them: with one epoch the
-        average the logged ``train_loss`` takes, so ``train_loss - mean`` is the task loss; ``last``: the final
+        Returns the fit and Eq. 4's penalty over the training steps (``mean`` over all of them, the same steps the
+        logged ``train_loss`` averages over its epochs, so their difference is the task loss; ``last``: the final
         step's; ``fisher_below_eps``: the share of the adapted weights whose Fisher is below ``fr_eps``, where
         ``fr_eps`` (not the Fisher) sets the weight 1/(F+eps)), or None at beta 0, so that a reader can see whether
         the penalty or the task drove Stage II."""

@@ -365,8 +365,9 @@ def translation_figure(results: SweepResults):
 def stage2_penalty_frame(results: SweepResults) -> pd.DataFrame:
     """FR-LoRA's Stage II loss split into Eq. 4's penalty and the task loss, per run and marketplace, for the runs
     that logged it (``stage2.eq4_penalty`` in progress.json); empty when none did. ``task loss`` is the mean training
-    loss less the mean penalty (both over every Stage II step), ``penalty share`` the penalty's part of it; ``Fisher < eps``: the share of adapted weights whose
-    Stage I Fisher lies below ``fr_eps``, where eps, not the Fisher, sets the weight 1/(F+eps)."""
+    loss less the mean penalty (both over every Stage II step), ``penalty share`` the penalty's part of that loss;
+    ``Fisher < eps``: the share of adapted weights whose Stage I Fisher lies below ``fr_eps``, where eps, not the
+    Fisher, sets the weight 1/(F+eps)."""
     import yaml
 
     rows = []
