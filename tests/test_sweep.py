@@ -396,3 +396,21 @@ def test_stage_two_split_reads_the_logged_eq4_penalty_and_skips_runs_without_it(
     assert frame.to_dict("records") == [{
         "run": "fr_lora", "order": ORDER, "seed": 1, "marketplace": "es", "beta": 1e-4, "Stage II loss": 7.0,
         "Eq. 4 penalty": 6.5, "task loss": 0.5, "penalty share": 6.5 / 7.0, "penalty, last step": 2.0, "Fisher < eps": 0.25}]
+
+
+def test_strength_figure_plots_each_run_at_the_strength_its_params_name(tmp_path, tiny_params):
+    from frkit.reports.compare import collect, strength_figure
+
+    labels = ("fr_lora_beta0", "fr_lora_beta1", "fr_lora_beta1e-2", "independent")
+    path = write_sweep(tmp_path, tiny_params(), {"name": "fx", "seeds": [0],
+                                                 "runs": {lab: {"method": "sequential"} for lab in labels}})
+    for label, beta, finals in [("fr_lora_beta1", 1.0, (0.8, 0.8, 0.8)), ("fr_lora_beta0", 0.0, (0.6, 0.6, 0.6)),
+                                ("fr_lora_beta1e-2", 1e-2, (0.7, 0.7, 0.7)), ("independent", None, (0.5, 0.5, 0.5))]:
+        write_result(tmp_path / "results", label, 0, dict(zip(["en", "es", "ja"], finals)),
+                     forgetting=-beta if beta else 0.0, params={} if beta is None else {"beta": beta})
+    fig = strength_figure(collect(load_sweep(path)), "FR-LoRA", "beta", {"fr_lora_beta": "FR-LoRA"})
+    auc, forgetting = fig.data  # one line per panel; independent (not in the group) is left out
+    assert list(auc.x) == [1e-8, 1e-2, 1.0] and list(auc.y) == pytest.approx([0.6, 0.7, 0.8])
+    assert list(forgetting.y) == pytest.approx([0.0, -1e-2, -1.0])
+    with pytest.raises(FrkitInputError, match=r"fr_lora_beta0/en-es-ja/seed0/params\.yaml: no 'ewc_lambda'"):
+        strength_figure(collect(load_sweep(path)), "EWC", "ewc_lambda", {"fr_lora_beta": "FR-LoRA"})

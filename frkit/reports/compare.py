@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from frkit import atomic
+from frkit.errors import FrkitInputError
 from frkit.paths import shown
 
 METRICS = ("average_auc", "forgetting", "backward_transfer", "forward_transfer")
@@ -27,6 +28,8 @@ class SweepResults:
     sweep: object
     runs: dict = field(default_factory=dict)  # RunKey -> flat record (metrics, finals, seconds, params)
     missing: dict = field(default_factory=dict)  # RunKey -> reason
+    params: dict = field(default_factory=dict)  # RunKey -> the run's params.yaml, as read once by collect()
+    steps: dict = field(default_factory=dict)  # RunKey -> progress.json's per-marketplace steps
 
     def frame(self) -> pd.DataFrame:
         """One row per finished run."""
@@ -38,11 +41,31 @@ class SweepResults:
 
 def read_run(folder: Path) -> dict | None:
     """The flat record of a finished run in a results folder, or None when it is missing or half-written."""
+    files = read_run_files(folder)
+    return None if files is None else run_record(folder, *files)
+
+
+def read_run_files(folder: Path) -> tuple[dict, dict] | None:
+    """A finished run's ``metrics.json`` and ``progress.json``, or None when either is missing or unreadable."""
     try:
-        metrics = json.loads((folder / "metrics.json").read_text())
-        progress = json.loads((folder / "progress.json").read_text())
+        return json.loads((folder / "metrics.json").read_text()), json.loads((folder / "progress.json").read_text())
     except (OSError, ValueError):
         return None
+
+
+def read_params(folder: Path) -> dict:
+    """A run's ``params.yaml`` ({} when it is missing or not a mapping: old fixtures hold none)."""
+    import yaml
+
+    try:
+        params = yaml.safe_load((folder / "params.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return params if isinstance(params, dict) else {}
+
+
+def run_record(folder: Path, metrics: dict, progress: dict) -> dict:
+    """The flat record (one row of ``SweepResults.frame``) of a run's metrics and progress."""
     steps = progress.get("steps", [])
     record = {m: _num(metrics.get(m)) for m in METRICS}
     record.update({f"final {n}": _num(v) for n, v in metrics.get("final_auc", {}).items()})
@@ -107,11 +130,13 @@ def collect(sweep) -> SweepResults:
     out = SweepResults(sweep)
     for key in sweep.configs:
         folder = sweep.result_folder(key)
-        record = read_run(folder)
-        if record is None:
+        files = read_run_files(folder)
+        if files is None:
             out.missing[key] = "half-written (no readable metrics.json / progress.json)" if folder.exists() else "not run"
         else:
-            out.runs[key] = record
+            out.runs[key] = run_record(folder, *files)
+            out.params[key] = read_params(folder)
+            out.steps[key] = files[1].get("steps", [])
     return out
 
 
@@ -368,16 +393,13 @@ def stage2_penalty_frame(results: SweepResults) -> pd.DataFrame:
     loss less the mean penalty (both over every Stage II step), ``penalty share`` the penalty's part of that loss;
     ``Fisher < eps``: the share of adapted weights whose Stage I Fisher lies below ``fr_eps``, where eps, not the
     Fisher, sets the weight 1/(F+eps)."""
-    import yaml
-
     rows = []
     for key in results.runs:
-        folder = results.sweep.result_folder(key)
-        steps = json.loads((folder / "progress.json").read_text()).get("steps", [])
+        steps = results.steps[key]
         logged = [(s["marketplace"], s["stage2"]) for s in steps if (s.get("stage2") or {}).get("eq4_penalty")]
         if not logged:
             continue
-        params = yaml.safe_load((folder / "params.yaml").read_text()) or {}
+        params = results.params[key]
         for marketplace, stage2 in logged:
             penalty = stage2["eq4_penalty"]
             loss = float(np.mean([h["train_loss"] for h in stage2["history"]]))  # epochs have equal steps
@@ -395,16 +417,16 @@ def strength_figure(results: SweepResults, prefix: str, parameter: str, groups: 
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    import yaml
-
     fig = make_subplots(rows=1, cols=2, subplot_titles=("average ROC-AUC", "forgetting (higher = less)"))
     for group, name in groups.items():
         points = []
         for key, record in results.runs.items():
             if not key.label.startswith(group):
                 continue
-            params = yaml.safe_load((results.sweep.result_folder(key) / "params.yaml").read_text())
-            points.append((params[parameter], record["average_auc"], record["forgetting"]))
+            if parameter not in results.params[key]:
+                raise FrkitInputError(f"{shown(results.sweep.result_folder(key) / 'params.yaml')}: no {parameter!r}, "
+                                      f"which strength_figure plots run {key.label!r} against")
+            points.append((results.params[key][parameter], record["average_auc"], record["forgetting"]))
         points.sort()
         if not points:
             continue
