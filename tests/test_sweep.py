@@ -414,3 +414,19 @@ def test_strength_figure_plots_each_run_at_the_strength_its_params_name(tmp_path
     assert list(forgetting.y) == pytest.approx([0.0, -1e-2, -1.0])
     with pytest.raises(FrkitInputError, match=r"fr_lora_beta0/en-es-ja/seed0/params\.yaml: no 'ewc_lambda'"):
         strength_figure(collect(load_sweep(path)), "EWC", "ewc_lambda", {"fr_lora_beta": "FR-LoRA"})
+
+
+def test_summary_costs_the_runs_left_at_their_rows_mean_cpu_time(tmp_path, tiny_params):
+    from frkit.sweep import summarize_sweep
+
+    path = fixture_sweep(tmp_path, tiny_params, labels=("independent", "fr_lora", "lora"))
+    for seed in range(3):  # 3 steps of 3600 s learning + 1 s eval; 7200 CPU-s each: 6 CPU-hours a run
+        write_result(tmp_path / "results", "independent", seed, {"en": 0.7, "es": 0.7, "ja": 0.7}, seconds=3600)
+    write_result(tmp_path / "results", "fr_lora", 0, {"en": 0.8, "es": 0.8, "ja": 0.8}, seconds=2700)  # 4.5 CPU-h
+    summarize_sweep(load_sweep(path))
+    time = (tmp_path / "results" / "summary.md").read_text().split("## Time")[1].split("##")[0]
+    wall = (3 * 3 * 3601 + 3 * 2701) / 3600  # 11.253 h
+    assert f"The 4 finished runs recorded {wall:.1f} h of wall time (4 of them also CPU time: 22.5 CPU-hours)" in time
+    # left: fr_lora seeds 1-2 at fr_lora's mean (2 x 4.5 h) and lora's 3 runs, none finished, at the mean of all
+    # runs (81000 s / 4 = 5.625 h each): 9 + 16.875 = 25.875 CPU-hours
+    assert "The 5 runs left would take about 25.9 CPU-hours" in time

@@ -227,11 +227,34 @@ def summary_markdown(results: SweepResults) -> str:
         rel.insert(0, "pairs", relative["pairs"].astype(int))
         lines += [f"## Relative to {sweep.baseline} (= 1x): final ROC-AUC minus the baseline's, paired by seed and order", "",
                   rel.to_markdown(disable_numparse=True), ""]
+    lines += time_lines(results)
     if results.missing:
         lines += [f"## Missing runs ({len(results.missing)} of {len(sweep.configs)}), left out of every mean above", ""]
         lines += [f"- {k}: {why}" for k, why in results.missing.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def time_lines(results: SweepResults) -> list[str]:
+    """What the finished runs cost and what the runs left would, from the CPU seconds each run records: a one-thread
+    run's CPU time is its wall time when it has a core to itself, so CPU-hours over the cores kept busy is the clock
+    time to plan for. A run left is costed at its row's mean (a row with no finished run: the mean of all runs)."""
+    frame = results.frame()
+    if frame.empty:
+        return []
+    cpu = frame.groupby("label")["cpu_seconds"].mean()
+    fallback = float(np.nanmean(frame["cpu_seconds"])) if frame["cpu_seconds"].notna().any() else np.nan
+    left = sum(float(cpu.get(key.label, np.nan)) if np.isfinite(cpu.get(key.label, np.nan)) else fallback
+               for key in results.missing)
+    timed = int(frame["cpu_seconds"].notna().sum())
+    lines = ["## Time", "",
+             f"The {len(frame)} finished runs recorded {frame['wall_seconds'].sum() / 3600:.1f} h of wall time "
+             f"({timed} of them also CPU time: {frame['cpu_seconds'].sum() / 3600:.1f} CPU-hours)."]
+    if results.missing:
+        lines.append(f"The {len(results.missing)} runs left would take about {left / 3600:.1f} CPU-hours at their rows' "
+                     "mean CPU time per run (a row with none finished: the mean of all runs); with one-thread runs on "
+                     "c busy cores (`--jobs c`, `OMP_NUM_THREADS=1`) that is about that many hours over c.")
+    return lines + [""]
 
 
 def _millions(n: float) -> str:
