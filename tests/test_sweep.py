@@ -380,6 +380,27 @@ def test_claim_verdicts_follow_the_numbers(tmp_path, tiny_params):
     assert verdict(-0.005, 0.001, 3, margin=0.01) == "reproduced"  # "nearly comparable": within the margin
 
 
+def test_claims_count_the_pairs_on_the_claimed_side_beside_the_verdict():
+    """With n = 3 a claim can hold on every pair and still be within noise; the table shows both."""
+    import pandas as pd
+
+    from frkit.reports.claims import GREATER, LESS, Claim, check, claims_markdown
+
+    runs = pd.DataFrame({"label": ["a"] * 3 + ["b"] * 3, "order": ["en-es-ja"] * 6, "seed": [0, 1, 2] * 2,
+                         "average_auc": [0.80, 0.70, 0.90, 0.75, 0.72, 0.85]})  # a - b: +0.05, -0.02, +0.05
+    beats = check(Claim("P", "T1", "a beats b", "a", "b", "average_auc"), runs)
+    assert beats["agree"] == 2 and beats["n"] == 3 and beats["verdict"] == "within noise"
+    assert check(Claim("P", "T1", "a below b", "a", "b", "average_auc", LESS), runs)["agree"] == 1
+    assert check(Claim("P", "T1", "a near b", "a", "b", "average_auc", GREATER, margin=0.03), runs)["agree"] == 3
+    assert check(Claim("P", "T1", "a above 0.75", "a", None, "average_auc", value=0.75), runs)["agree"] == 2
+    consistent = runs.assign(average_auc=[0.80, 0.70, 0.90, 0.70, 0.69, 0.80])  # +0.10, +0.01, +0.10: 3 of 3
+    always = check(Claim("P", "T1", "a beats b", "a", "b", "average_auc"), consistent)
+    assert always["agree"] == 3 and always["verdict"] == "within noise"
+    table = claims_markdown(pd.DataFrame([beats, always]))
+    assert "on claimed side" in table.splitlines()[0]
+    assert [line.split("|")[-3].strip() for line in table.splitlines()[2:]] == ["2/3", "3/3"]
+
+
 def test_stage_two_split_reads_the_logged_eq4_penalty_and_skips_runs_without_it(tmp_path, tiny_params):
     from frkit.reports.compare import collect, stage2_penalty_frame
 

@@ -1,7 +1,9 @@
 """Every quantitative claim of both papers, checked by computation on a sweep's results (never typed by hand).
 
 A claim compares two sweep rows (or a row with a number) on one quantity. Its measured difference is the mean
-of the paired differences (same seed and order in both rows), with their sample standard deviation and count n.
+of the paired differences (same seed and order in both rows), with their sample standard deviation and count n,
+and how many of the n pairs lie on the claimed side (with n = 3 the t-interval is wide: t(0.975, 2) = 4.3, so
+"higher on every seed" can still be within noise, and a reader should see both).
 
 Verdict rule (stated once, applied to every claim):
   * ``reproduced``: the difference has the claimed sign and |mean| > t(0.975, n-1) x std / sqrt(n), i.e. a
@@ -117,12 +119,12 @@ def check(claim: Claim, runs: pd.DataFrame) -> dict:
     a = runs[runs["label"] == claim.a]
     b = runs[runs["label"] == claim.b] if claim.b else None
     if a.empty or (b is not None and b.empty):
-        return {**row, "difference": np.nan, "std": np.nan, "n": 0, "verdict": "missing"}
+        return {**row, "difference": np.nan, "std": np.nan, "n": 0, "agree": np.nan, "verdict": "missing"}
     qa = _quantity(a, claim.quantity)
     if claim.quantity == "trainable_params":
         ratio = float(qa.mean() / _quantity(b, claim.quantity).mean()) if b is not None else float(qa.mean())
         holds = ratio <= claim.value if claim.direction == LESS else ratio >= claim.value
-        return {**row, "difference": ratio, "std": 0.0, "n": len(qa),
+        return {**row, "difference": ratio, "std": 0.0, "n": len(qa), "agree": np.nan,
                 "verdict": "reproduced" if holds else "not reproduced"}
     if b is None:
         diffs = qa - claim.value
@@ -133,10 +135,17 @@ def check(claim: Claim, runs: pd.DataFrame) -> dict:
     diffs = diffs.dropna()
     n = len(diffs)
     if n == 0:
-        return {**row, "difference": np.nan, "std": np.nan, "n": 0, "verdict": "missing"}
+        return {**row, "difference": np.nan, "std": np.nan, "n": 0, "agree": np.nan, "verdict": "missing"}
     mean = float(diffs.mean())
     std = float(diffs.std(ddof=1)) if n > 1 else np.nan
-    return {**row, "difference": mean, "std": std, "n": n, "verdict": verdict(mean, std, n, claim.direction, claim.margin)}
+    return {**row, "difference": mean, "std": std, "n": n, "agree": claimed_side(diffs.to_numpy(), claim.direction, claim.margin),
+            "verdict": verdict(mean, std, n, claim.direction, claim.margin)}
+
+
+def claimed_side(diffs: np.ndarray, direction: str = GREATER, margin: float = 0.0) -> int:
+    """How many paired differences lie strictly on the claimed side (a > b - margin, or a < b + margin)."""
+    signed = diffs if direction == GREATER else -diffs
+    return int(np.sum(signed + margin > 0))
 
 
 def verdict(mean: float, std: float, n: int, direction: str = GREATER, margin: float = 0.0) -> str:
@@ -166,12 +175,14 @@ def claims_markdown(table: pd.DataFrame) -> str:
     for _, r in table.iterrows():
         diff = "–" if not np.isfinite(r["difference"]) else (
             f"{r['difference']:+.4f}" + (f" ± {r['std']:.4f}" if np.isfinite(r["std"]) and r["std"] > 0 else ""))
+        agree = f"{int(r['agree'])}/{int(r['n'])}" if np.isfinite(r["agree"]) else "–"
         rows.append({"paper": r["paper"], "where": r["where"], "claim": r["claim"], "compared": r["comparison"],
-                     "measured (mean ± std)": diff, "n": int(r["n"]), "verdict": r["verdict"]})
+                     "measured (mean ± std)": diff, "n": int(r["n"]), "on claimed side": agree, "verdict": r["verdict"]})
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 VERDICT_RULE = ("Verdict: *reproduced* when the mean paired difference (same seed and order) has the claimed sign and "
                 "its two-sided 95% t-interval over the seeds x orders excludes zero; *not reproduced* when the interval "
                 "lies on the other side; *within noise* when it contains zero; *one run* with a single pair; "
-                "*missing* when a row the claim needs has no results. Parameter-count claims are compared exactly.")
+                "*missing* when a row the claim needs has no results. Parameter-count claims are compared exactly. "
+                "*On claimed side*: how many of the n paired differences have the claimed sign, whatever the verdict.")
