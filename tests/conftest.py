@@ -145,8 +145,9 @@ def notebook_time_breakdown(out_nb, wall: float) -> str:
 
 def write_result(results: Path, label: str, seed: int, finals: dict, forgetting: float = -0.01,
                  order=("en", "es", "ja"), trainable: int = 1000, seconds: float = 10.0, params: dict | None = None,
-                 precision: str | None = None) -> Path:
-    """A finished run's results files, written by hand: only what the summary, the claims and the figures read."""
+                 precision: str | None = None, started: str | None = None) -> Path:
+    """A finished run's results files, written by hand: only what the summary, the claims and the figures read
+    (environment.json only with ``started``, as runs made before it was recorded have none)."""
     folder = results / label / "-".join(order) / f"seed{seed}"
     folder.mkdir(parents=True)
     (folder / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "marketplaces": list(order), **(params or {})}))
@@ -158,6 +159,8 @@ def write_result(results: Path, label: str, seed: int, finals: dict, forgetting:
     steps = [{"step": i, "marketplace": n, "learn_seconds": seconds, "eval_seconds": 1.0, "cpu_seconds": 2 * seconds,
               **({"precision": precision} if precision else {})} for i, n in enumerate(names)]
     (folder / "progress.json").write_text(json.dumps({"steps": steps, "init_aucs": [0.5] * 3}))
+    if started:
+        (folder / "environment.json").write_text(json.dumps({"started": started, "sessions": [{"started": started}]}))
     return folder
 
 

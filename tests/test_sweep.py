@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -382,8 +383,6 @@ def test_claim_verdicts_follow_the_numbers(tmp_path, tiny_params):
 
 def test_claims_count_the_pairs_on_the_claimed_side_beside_the_verdict():
     """With n = 3 a claim can hold on every pair and still be within noise; the table shows both."""
-    import pandas as pd
-
     from frkit.reports.claims import GREATER, LESS, Claim, check, claims_markdown
 
     runs = pd.DataFrame({"label": ["a"] * 3 + ["b"] * 3, "order": ["en-es-ja"] * 6, "seed": [0, 1, 2] * 2,
@@ -435,6 +434,27 @@ def test_strength_figure_plots_each_run_at_the_strength_its_params_name(tmp_path
     assert list(forgetting.y) == pytest.approx([0.0, -1e-2, -1.0])
     with pytest.raises(FrkitInputError, match=r"fr_lora_beta0/en-es-ja/seed0/params\.yaml: no 'ewc_lambda'"):
         strength_figure(collect(load_sweep(path)), "EWC", "ewc_lambda", {"fr_lora_beta": "FR-LoRA"})
+
+
+def test_summary_counts_the_clock_once_where_runs_overlap_and_skips_the_gaps(tmp_path, tiny_params):
+    from frkit.reports.compare import clock_seconds
+    from frkit.sweep import summarize_sweep
+
+    path = fixture_sweep(tmp_path, tiny_params)
+    # 3 steps of 3599 s learning + 1 s eval: 3 h of wall each. Starts at 0 h, 1 h (beside the first) and 10 h.
+    for seed, started in enumerate(["2026-12-01T00:00:00", "2026-12-01T01:00:00", "2026-12-01T10:00:00"]):
+        write_result(tmp_path / "results", "independent", seed, {"en": 0.7, "es": 0.7, "ja": 0.7}, seconds=3599,
+                     started=started)
+    write_result(tmp_path / "results", "fr_lora", 0, {"en": 0.8, "es": 0.8, "ja": 0.8}, seconds=3599)  # no start
+    summarize_sweep(load_sweep(path))
+    time = (tmp_path / "results" / "summary.md").read_text().split("## Time")[1].split("##")[0]
+    # [0, 3] and [1, 4] overlap into 4 h, [10, 13] adds 3: 7 h on the clock for 9 h of runs (1.3 at a time)
+    assert "the 3 runs that recorded their start (environment.json) cover 7.0 h" in time
+    assert "1.3 runs at a time on average" in time
+    t = pd.Timestamp("2026-12-01")
+    h = pd.Timedelta(hours=1)
+    assert clock_seconds([t, t + h, t + 10 * h, None], [3 * 3600, 3600, 60, 5]) == 3 * 3600 + 60  # nested, apart, unknown
+    assert clock_seconds([], []) == 0.0
 
 
 def test_summary_costs_the_runs_left_at_their_rows_mean_cpu_time(tmp_path, tiny_params):

@@ -75,7 +75,31 @@ def run_record(folder: Path, metrics: dict, progress: dict) -> dict:
         progress.get("init_seconds", 0.0)
     record["cpu_seconds"] = sum(s.get("cpu_seconds", np.nan) for s in steps) + progress.get("init_cpu_seconds", 0.0)
     record["precision"] = run_precision(folder, steps)
+    record["started"] = _started(folder)
     return record
+
+
+def _started(folder: Path) -> pd.Timestamp | None:
+    """When the run first started (environment.json's ``started``), or None where it is not recorded."""
+    try:
+        started = json.loads((folder / "environment.json").read_text()).get("started")
+        return pd.Timestamp(started) if started else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def clock_seconds(starts, walls) -> float:
+    """Seconds of the clock covered by at least one run: the union of the intervals [start, start + wall]. Runs
+    trained side by side (``--jobs``) overlap and count once; the gaps between sessions do not count."""
+    intervals = sorted((s, s + pd.Timedelta(seconds=float(w))) for s, w in zip(starts, walls)
+                       if s is not None and not pd.isna(s) and np.isfinite(w))
+    total, end = 0.0, None
+    for a, b in intervals:
+        if end is None or a > end:
+            total, end = total + (b - a).total_seconds(), b
+        elif b > end:
+            total, end = total + (b - end).total_seconds(), b
+    return total
 
 
 UNRECORDED = "?"
@@ -236,7 +260,8 @@ def summary_markdown(results: SweepResults) -> str:
 
 
 def time_lines(results: SweepResults) -> list[str]:
-    """What the finished runs cost and what the runs left would, from the CPU seconds each run records: a one-thread
+    """What the finished runs cost (summed, and on the clock) and what the runs left would, from the seconds each
+    run records: a one-thread
     run's CPU time is its wall time when it has a core to itself, so CPU-hours over the cores kept busy is the clock
     time to plan for. A run left is costed at its row's mean (a row with no finished run: the mean of all runs)."""
     frame = results.frame()
@@ -250,6 +275,13 @@ def time_lines(results: SweepResults) -> list[str]:
     lines = ["## Time", "",
              f"The {len(frame)} finished runs recorded {frame['wall_seconds'].sum() / 3600:.1f} h of wall time "
              f"({timed} of them also CPU time: {frame['cpu_seconds'].sum() / 3600:.1f} CPU-hours)."]
+    started = frame["started"].notna() if "started" in frame else pd.Series(False, index=frame.index)
+    if started.any():
+        clock = clock_seconds(frame.loc[started, "started"], frame.loc[started, "wall_seconds"])
+        lines.append(f"On the clock, the {int(started.sum())} runs that recorded their start (environment.json) cover "
+                     f"{clock / 3600:.1f} h: the union of each run's [start, start + wall time], so runs trained side "
+                     f"by side count once and the time between sessions not at all (loading the model is left out); "
+                     f"{frame.loc[started, 'wall_seconds'].sum() / clock:.1f} runs at a time on average.")
     if results.missing:
         lines.append(f"The {len(results.missing)} runs left would take about {left / 3600:.1f} CPU-hours at their rows' "
                      "mean CPU time per run (a row with none finished: the mean of all runs); with one-thread runs on "
