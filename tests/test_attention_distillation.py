@@ -70,6 +70,58 @@ def test_second_step_trains_only_new_adapter_fusion_and_keeps_the_teacher(tiny_p
     assert method.trainable_params == counts["fusion:fusion_1"] + counts["adapter:es"] + head
 
 
+def test_from_the_third_step_the_teacher_is_the_previous_fusion_and_eq10_weights_the_kl(tiny_params, monkeypatch):
+    """At t = 3 the teacher M_2 is fusion_1 over adapters 1-2 (not adapter 1 alone): the scores it distils equal
+    what M_2 gives on the same batch, read back after the step. A translated batch's loss is distill_weight x the
+    Eq. 9 KL (Eq. 10-11); a D_t batch's is its task loss, with no KL computed."""
+    method, ms = _method(tiny_params, distill_weight=0.5)
+    assert len(ms) == 3
+    method.learn(0, ms[0], ms[:1])
+    method.learn(1, ms[1], ms[:2])
+    kls, records = [], []
+    real_kl = ad_module.attention_distillation_loss
+
+    def spy(teacher, student, mask, renorm, reduction):
+        out = real_kl(teacher, student, mask, renorm, reduction)
+        kls.append(({layer: t.detach().clone() for layer, t in teacher.items()}, out.item()))
+        return out
+
+    monkeypatch.setattr(ad_module, "attention_distillation_loss", spy)
+    real_loss = method.distillation_loss
+
+    def tracking(step, head, with_translation):
+        inner = real_loss(step, head, with_translation)
+
+        def loss(model, batch):
+            before = len(kls)
+            out = inner(model, batch)
+            tensors = {k: v.detach().clone() for k, v in batch.items() if torch.is_tensor(v)}
+            records.append((batch.get("source"), tensors, out.item(), kls[before] if len(kls) > before else None))
+            return out
+        return loss
+
+    method.distillation_loss = tracking
+    method.learn(2, ms[2], ms)
+    translated = [r for r in records if r[0] == "translated"]
+    new = [r for r in records if r[0] == "new"]
+    assert translated and new
+    assert all(kl is None for _, _, _, kl in new)  # D_t batches: task loss only
+    for _, _, value, (teacher, kl) in translated:
+        assert value == pytest.approx(0.5 * kl, rel=1e-6) and kl > 0
+        assert all(t.shape[-1] == 2 for t in teacher.values())  # the teacher fuses the two older adapters
+    # M_2 (fusion_1, adapters en and es, the base: all frozen in step 3) on the first translated batch, read again
+    _, batch, _, (teacher, _) = translated[0]
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    method.stack.set_active(fusion="fusion_1")
+    method.model.eval()
+    with torch.no_grad(), method.stack.capturing():
+        method.model.encoder(**inputs)
+        again = method.stack.attention_scores()
+    assert set(again) == set(teacher)
+    for layer in teacher:
+        torch.testing.assert_close(again[layer], teacher[layer])
+
+
 def test_distill_reduction_and_language_adapter_lr_reach_the_training(tiny_params, monkeypatch):
     method, ms = _method(tiny_params, distill_reduction="sum", language_adapter_lr=5e-5, translate_fraction=0.0)
     lrs, reductions = [], []

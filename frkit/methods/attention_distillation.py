@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from frkit.core.distill import attention_distillation_loss
+from frkit.core.distill import attention_distillation_loss, total_loss
 from frkit.data.mixed import TaggedBatches
 from frkit.data.translate import CachedTranslator, MarianTranslator, ParallelCorpusTranslator, translate_fraction
 from frkit.methods import register
@@ -116,15 +116,15 @@ class AttentionDistillation(AdapterMethodBase):
                 student_scores = stack.attention_scores()
             kl = attention_distillation_loss(teacher_scores, student_scores, batch["attention_mask"], renorm,
                                              reduction)
-            return weight * kl, logits
+            return kl, logits
 
-        def loss(model, batch):
+        def loss(model, batch):  # Eq. 10 (total_loss) with Eq. 11's split of the batches
             if batch.get("source") == TRANSLATED:
-                return ad_loss(model, batch)[0]
+                return total_loss(ad_loss=ad_loss(model, batch)[0], ad_weight=weight)
             if with_translation:
-                return task(model, batch)
+                return total_loss(task_loss=task(model, batch))
             kl, logits = ad_loss(model, batch)
-            return torch.nn.functional.cross_entropy(logits.float(), batch["labels"]) + kl
+            return total_loss(torch.nn.functional.cross_entropy(logits.float(), batch["labels"]), kl, weight)
 
         return loss
 
