@@ -85,6 +85,35 @@ def test_fisher_of_line_5_sees_the_base_and_line_10_the_new_adapter(tiny_params,
     assert calls == [("en", []), ("en", ["en"]), ("es", []), ("es", ["es"])]
 
 
+def test_the_next_eq2_is_weighted_by_line_10s_fisher(tiny_params, monkeypatch):
+    """Algorithm 1 line 10: the Fisher recomputed with adapter t on is what the next marketplace's Eq. 2 reads."""
+    import frkit.methods.ewc as ewc_module
+
+    cfg, method, ms = _method(tiny_params, method="fr_lora", epochs=1)
+    assert cfg.ewc_lambda > 0
+    fishers, penalised = [], []
+    real_fisher, real_penalty = method.compute_fisher, ewc_module.ewc_penalty
+
+    def fisher_spy(marketplace, head, names=None):
+        out = real_fisher(marketplace, head, names)
+        fishers.append({k: v.clone() for k, v in out.items()})
+        return out
+
+    def penalty_spy(params, anchor, fisher, lam):
+        penalised.append({k: v.clone() for k, v in fisher.items()})
+        return real_penalty(params, anchor, fisher, lam)
+
+    method.compute_fisher = fisher_spy
+    monkeypatch.setattr(ewc_module, "ewc_penalty", penalty_spy)
+    method.learn(0, ms[0], ms[:1])
+    line5, line10 = fishers
+    method.learn(1, ms[1], ms[:2])
+    assert penalised and set(penalised[0]) == set(line10)
+    assert all(torch.equal(penalised[0][k], line10[k]) for k in line10)
+    # the two Fishers differ (adapter en on or off), so the check above tells them apart
+    assert any(not torch.equal(line5[k], line10[k]) for k in line10)
+
+
 def test_ewc_penalty_is_active_from_the_second_marketplace(tiny_params, monkeypatch):
     import frkit.methods.ewc as ewc_module
 
