@@ -17,7 +17,7 @@ from frkit.errors import FrkitInputError
 from frkit.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
-TIMING = ("wall", "cpu", "seconds")  # columns that measure time, not results
+TIMING = ("wall", "cpu", "seconds", "started")  # columns that measure time (or when), not results
 
 
 def write_sweep(tmp_path: Path, tiny_params, name: str) -> Path:

@@ -261,9 +261,8 @@ def summary_markdown(results: SweepResults) -> str:
 
 def time_lines(results: SweepResults) -> list[str]:
     """What the finished runs cost (summed, and on the clock) and what the runs left would, from the seconds each
-    run records: a one-thread
-    run's CPU time is its wall time when it has a core to itself, so CPU-hours over the cores kept busy is the clock
-    time to plan for. A run left is costed at its row's mean (a row with no finished run: the mean of all runs)."""
+    run records: a one-thread run's CPU time is its wall time when it has a core to itself, so CPU-hours over the
+    cores kept busy is the clock time to plan for. A run left is costed at its row's mean (a row with no finished run: the mean of all runs)."""
     frame = results.frame()
     if frame.empty:
         return []
