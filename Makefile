@@ -1,10 +1,10 @@
 # Two entry points for a fresh machine (see README):
 #   make demo   install, build the offline model, run notebooks/02_train.ipynb on params/demo.yaml, render the report
-#   make test   install with test extras (and Debian's chromium for the browser tests) and run the test suite
+#   make test   install with test extras (and Debian's chromium for the browser tests), run ruff and the test suite
 PYTHON ?= python3
 PARAMS ?= params/demo.yaml
 
-.PHONY: install browser demo test
+.PHONY: install browser demo lint test
 
 # torch first, pinned: where the CPU build 2.13.0 lies on disk pip takes it, and the project's range (torch>=2.2) is
 # then already satisfied, so pip never pulls the registry's CUDA build.
@@ -27,5 +27,10 @@ demo: install
 	$(PYTHON) -m frkit prepare-model
 	$(PYTHON) -m frkit notebook notebooks/02_train.ipynb -f $(PARAMS)
 
-test: install browser
+# ruff (lint + format check, configured in pyproject.toml) before the tests: a style slip fails in seconds
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+test: install browser lint
 	$(PYTHON) -m pytest -q
