@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     p_sw.add_argument("--address", help="with --executor ray: the cluster (auto: the one started here with "
                                         "`ray start --head`; default: start a local Ray instance)")
     p_sw.add_argument("--readme", help="also rewrite this README's results block for the sweep (with --summary-only)")
+    p_sw.add_argument("--write-manifests", action="store_true",
+                      help="I changed these results on purpose: (re)write the sha256 manifest (checksums.json) of "
+                           "every run in the sweep's results folder, train and summarise nothing")
     p_pack = add("pack", help="pack the (trimmed) encoder and the data of a params file into one .tar.xz")
     p_pack.add_argument("params", help="params/*.yaml")
     p_pack.add_argument("out", help="bundle path, e.g. outputs/pawsx_bundle.tar.xz")
@@ -105,18 +108,22 @@ def main(argv: list[str] | None = None) -> int:
                                         plotly_js=args.plotly_js, **_overrides(args.param))
             print(f"executed: {out_nb}\nreport: {html}")
         elif args.command == "sweep":
-            from frkit.sweep import load_sweep, run_sweep, summarize_sweep
+            from frkit.reports.readme_block import update_readme
+            from frkit.reports.summary import summarize_sweep
+            from frkit.sweep import load_sweep, run_sweep, write_manifests
 
-            if args.summary_only:
+            if args.write_manifests:
+                sweep = load_sweep(args.sweep, _overrides(args.param))
+                print(f"checksums.json written for {len(write_manifests(sweep))} runs in {sweep.results_dir}")
+            elif args.summary_only:
                 sweep = load_sweep(args.sweep, _overrides(args.param))
                 results = summarize_sweep(sweep)
                 if args.readme:
-                    from frkit.reports.compare import update_readme
-
                     update_readme(Path(args.readme), sweep, results, args.sweep)
             else:
-                run_sweep(args.sweep, args.only, _overrides(args.param), jobs=args.jobs, seeds=args.seeds, orders=args.orders,
-                          executor=args.executor, address=args.address)
+                sweep = run_sweep(args.sweep, args.only, _overrides(args.param), jobs=args.jobs, seeds=args.seeds,
+                                  orders=args.orders, executor=args.executor, address=args.address)
+                summarize_sweep(sweep)
         elif args.command == "pack":
             from frkit.pack import pack_bundle
 

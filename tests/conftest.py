@@ -24,6 +24,8 @@ import yaml
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
+from frkit.records.checksums import write_manifest
+
 LANGS = ("en", "es", "ja")
 WORDS = {lang: [f"{lang}{i}" for i in range(40)] for lang in LANGS}
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -147,7 +149,8 @@ def write_result(results: Path, label: str, seed: int, finals: dict, forgetting:
                  order=("en", "es", "ja"), trainable: int = 1000, seconds: float = 10.0, params: dict | None = None,
                  precision: str | None = None, started: str | None = None) -> Path:
     """A finished run's results files, written by hand: only what the summary, the claims and the figures read
-    (environment.json only with ``started``, as runs made before it was recorded have none)."""
+    (environment.json only with ``started``, as runs made before it was recorded have none), and their sha256
+    manifest, as ``frkit sweep`` exports them (a test that edits a file afterwards writes the manifest again)."""
     folder = results / label / "-".join(order) / f"seed{seed}"
     folder.mkdir(parents=True)
     (folder / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "marketplaces": list(order), **(params or {})}))
@@ -161,6 +164,7 @@ def write_result(results: Path, label: str, seed: int, finals: dict, forgetting:
     (folder / "progress.json").write_text(json.dumps({"steps": steps, "init_aucs": [0.5] * 3}))
     if started:
         (folder / "environment.json").write_text(json.dumps({"started": started, "sessions": [{"started": started}]}))
+    write_manifest(folder)
     return folder
 
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from frkit.reports.compare import collect, readme_section
+from frkit.reports.collect import collect
+from frkit.reports.readme_block import readme_section
 from frkit.sweep import load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]

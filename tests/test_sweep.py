@@ -17,6 +17,8 @@ import yaml
 from conftest import kill_a_run_once, write_result
 from frkit.cli import main
 from frkit.errors import FrkitInputError
+from frkit.records.checksums import write_manifest
+from frkit.reports.summary import summarize_sweep
 from frkit.sweep import load_sweep, run_sweep
 
 
@@ -87,7 +89,7 @@ def test_sweep_runs_every_seed_and_summarises_mean_and_std(tmp_path, tiny_params
     # the results folder holds each run's small files, and no checkpoint or tensor
     exported = tmp_path / "results" / "seq" / ORDER / "seed1"
     assert sorted(p.name for p in exported.iterdir()) == sorted(
-        ["params.yaml", "environment.json", "metrics.json", "auc_matrix.csv", "progress.json"])
+        ["params.yaml", "environment.json", "metrics.json", "auc_matrix.csv", "progress.json", "checksums.json"])
 
 
 def test_parallel_jobs_match_serial(tmp_path, tiny_params):
@@ -154,10 +156,10 @@ def test_a_run_process_that_exits_without_reporting_is_named_with_its_exit_code(
     import multiprocessing
     from types import SimpleNamespace
 
-    from frkit.sweep import _run_in_process
+    from frkit.sweep.worker import run_in_process
 
     cfg = SimpleNamespace(run_dir=tmp_path / "run", model_dump=lambda: {"epochs": "many"})
-    error = _run_in_process(multiprocessing.get_context("spawn"), "k", cfg, 1)
+    error = run_in_process(multiprocessing.get_context("spawn"), "k", cfg, 1)
     assert error.startswith("its process exited with code 1 before reporting"), error
     assert str(tmp_path / "run") in error and "run the sweep again to resume it" in error
 
@@ -238,8 +240,6 @@ FINALS = {  # (label, seed) -> final AUC of en, es, ja
 
 
 def test_summary_of_a_results_fixture_equals_hand_computed_values(tmp_path, tiny_params):
-    from frkit.sweep import summarize_sweep
-
     path = fixture_sweep(tmp_path, tiny_params)
     for (label, seed), f in FINALS.items():
         write_result(tmp_path / "results", label, seed, dict(zip(["en", "es", "ja"], f)), forgetting=-0.01 * (seed + 1))
@@ -263,8 +263,7 @@ def test_summary_of_a_results_fixture_equals_hand_computed_values(tmp_path, tiny
 def test_summary_says_the_precision_of_each_rows_runs(tmp_path, tiny_params):
     """precision: auto is bf16 on one machine and fp32 on another: a row that mixes them says so, and a run that
     recorded nothing is counted as unknown, from its steps or else from its environment.json."""
-    from frkit.reports.compare import run_precision
-    from frkit.sweep import summarize_sweep
+    from frkit.records.precision import run_precision
 
     path = fixture_sweep(tmp_path, tiny_params)
     for (label, seed), f in FINALS.items():
@@ -274,6 +273,7 @@ def test_summary_says_the_precision_of_each_rows_runs(tmp_path, tiny_params):
             (folder / "params.yaml").write_text(yaml.safe_dump({"seed": 1, "precision": "auto"}))
             (folder / "environment.json").write_text(json.dumps({"bf16_autocast_fast": False, "sessions": [
                 {"bf16_autocast_fast": False}]}))
+            write_manifest(folder)  # these files are the run's as exported
     summarize_sweep(load_sweep(path))
     summary = (tmp_path / "results" / "summary.md").read_text()
     def last_cell(label):
@@ -301,8 +301,6 @@ def test_summary_says_the_precision_of_each_rows_runs(tmp_path, tiny_params):
 
 
 def test_missing_and_half_written_runs_are_marked_never_averaged(tmp_path, tiny_params):
-    from frkit.sweep import summarize_sweep
-
     path = fixture_sweep(tmp_path, tiny_params)
     for (label, seed), f in FINALS.items():
         if (label, seed) == ("fr_lora", 2):
@@ -310,6 +308,7 @@ def test_missing_and_half_written_runs_are_marked_never_averaged(tmp_path, tiny_
         folder = write_result(tmp_path / "results", label, seed, dict(zip(["en", "es", "ja"], f)))
         if (label, seed) == ("fr_lora", 1):
             (folder / "metrics.json").write_text('{"average_auc": 0.7')  # half-written
+            write_manifest(folder)  # as exported: the manifest holds (a hand edit is refused: test_results_manifest)
     summarize_sweep(load_sweep(path))
     summary = (tmp_path / "results" / "summary.md").read_text()
     line = next(ln for ln in summary.splitlines() if ln.startswith("| fr_lora "))
@@ -323,7 +322,7 @@ def test_committed_results_are_skipped_and_summary_only_uses_them_alone(tmp_path
     for key, cfg in sweep.configs.items():
         write_result(tmp_path / "results", key.label, key.seed, dict(zip(["en", "es", "ja"], FINALS[(key.label, key.seed)])),
                      params=cfg.model_dump())
-    run_sweep(path)  # every run has results: nothing trains
+    assert main(["sweep", str(path)]) == 0  # every run has results: nothing trains, the summary is written
     assert "6 of 6 runs already have results; 0 to train" in capsys.readouterr().out
     assert not (tmp_path / "outputs").exists()
     first = (tmp_path / "results" / "summary.md").read_text()
@@ -359,7 +358,7 @@ def test_results_made_with_precision_auto_count_for_fp32_unless_they_ran_bf16(tm
 
 def test_claim_verdicts_follow_the_numbers(tmp_path, tiny_params):
     from frkit.reports.claims import claims_table, verdict
-    from frkit.reports.compare import collect
+    from frkit.reports.collect import collect
 
     path = fixture_sweep(tmp_path, tiny_params)
     for (label, seed), f in FINALS.items():
@@ -401,7 +400,8 @@ def test_claims_count_the_pairs_on_the_claimed_side_beside_the_verdict():
 
 
 def test_stage_two_split_reads_the_logged_eq4_penalty_and_skips_runs_without_it(tmp_path, tiny_params):
-    from frkit.reports.compare import collect, stage2_penalty_frame
+    from frkit.reports.collect import collect
+    from frkit.reports.paper_tables import stage2_penalty_frame
 
     path = fixture_sweep(tmp_path, tiny_params)
     for (label, seed), f in FINALS.items():
@@ -412,6 +412,7 @@ def test_stage_two_split_reads_the_logged_eq4_penalty_and_skips_runs_without_it(
     record["steps"][1]["stage2"] = {"history": [{"train_loss": 9.0}, {"train_loss": 5.0}],
                                     "eq4_penalty": {"mean": 6.5, "last": 2.0, "fisher_below_eps": 0.25}}
     progress.write_text(json.dumps(record))
+    write_manifest(progress.parent)
     frame = stage2_penalty_frame(collect(load_sweep(path)))
     assert frame.to_dict("records") == [{
         "run": "fr_lora", "order": ORDER, "seed": 1, "marketplace": "es", "beta": 1e-4, "Stage II loss": 7.0,
@@ -419,7 +420,8 @@ def test_stage_two_split_reads_the_logged_eq4_penalty_and_skips_runs_without_it(
 
 
 def test_strength_figure_plots_each_run_at_the_strength_its_params_name(tmp_path, tiny_params):
-    from frkit.reports.compare import collect, strength_figure
+    from frkit.reports.collect import collect
+    from frkit.reports.paper_tables import strength_figure
 
     labels = ("fr_lora_beta0", "fr_lora_beta1", "fr_lora_beta1e-2", "independent")
     path = write_sweep(tmp_path, tiny_params(), {"name": "fx", "seeds": [0],
@@ -437,8 +439,7 @@ def test_strength_figure_plots_each_run_at_the_strength_its_params_name(tmp_path
 
 
 def test_summary_counts_the_clock_once_where_runs_overlap_and_skips_the_gaps(tmp_path, tiny_params):
-    from frkit.reports.compare import clock_seconds
-    from frkit.sweep import summarize_sweep
+    from frkit.reports.summary import clock_seconds
 
     path = fixture_sweep(tmp_path, tiny_params)
     # 3 steps of 3599 s learning + 1 s eval: 3 h of wall each. Starts at 0 h, 1 h (beside the first) and 10 h.
@@ -458,8 +459,6 @@ def test_summary_counts_the_clock_once_where_runs_overlap_and_skips_the_gaps(tmp
 
 
 def test_summary_costs_the_runs_left_at_their_rows_mean_cpu_time(tmp_path, tiny_params):
-    from frkit.sweep import summarize_sweep
-
     path = fixture_sweep(tmp_path, tiny_params, labels=("independent", "fr_lora", "lora"))
     for seed in range(3):  # 3 steps of 3600 s learning + 1 s eval; 7200 CPU-s each: 6 CPU-hours a run
         write_result(tmp_path / "results", "independent", seed, {"en": 0.7, "es": 0.7, "ja": 0.7}, seconds=3600)

@@ -14,6 +14,7 @@ import yaml
 
 from conftest import kill_a_run_once
 from frkit.errors import FrkitInputError
+from frkit.reports.summary import summarize_sweep
 from frkit.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ def test_ray_executor_refuses_before_any_run_when_no_cluster_is_there(tmp_path, 
 @pytest.mark.timeout(1800)  # a Ray worker imports torch afresh: minutes on a loaded 2-core machine, twice (the retry)
 def test_ray_sweep_survives_a_killed_worker_and_matches_the_local_executor(tmp_path, tiny_params, monkeypatch, capsys):
     ray = pytest.importorskip("ray")
-    local = run_sweep(write_sweep(tmp_path, tiny_params, "local"))
+    local = summarize_sweep(run_sweep(write_sweep(tmp_path, tiny_params, "local")))
     assert len(local.runs) == 2
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
@@ -75,7 +76,7 @@ def test_ray_sweep_survives_a_killed_worker_and_matches_the_local_executor(tmp_p
     # SIGKILL the worker of the first run seen to finish a marketplace, once
     with kill_a_run_once(outputs, "*/*/seed0/progress.json", lambda steps: steps == 1, timeout=1500, poll=0.05) as killed:
         try:
-            on_ray = run_sweep(write_sweep(tmp_path, tiny_params, "onray"), executor="ray")
+            on_ray = summarize_sweep(run_sweep(write_sweep(tmp_path, tiny_params, "onray"), executor="ray"))
         finally:
             ray.shutdown()
     printed = capsys.readouterr().out

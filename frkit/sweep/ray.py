@@ -1,4 +1,4 @@
-"""``frkit sweep FILE --executor ray [--address auto]``: each run of a sweep as a Ray task (Ray is optional: ``[cluster]``).
+"""The Ray executor, ``frkit sweep FILE --executor ray [--address auto]``: each run a Ray task (Ray: ``[cluster]``).
 
 Each pending run becomes one task with the run's resource needs (``resources: {num_cpus, num_gpus}`` in the sweep
 file, for every run or per run). The task is ``frkit run`` of that run's parameters in a Ray worker; the run folders
@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 
 from frkit.errors import FrkitInputError
+from frkit.sweep.export import export_run
+from frkit.sweep.spec import Sweep
+from frkit.sweep.worker import log_path, run_in_worker
 
 INSTALL = 'pip install -e ".[cluster]"  (Ray 2.60)'
 RETRIES = 3  # attempts after a worker dies; each resumes from the last finished marketplace
@@ -62,40 +65,20 @@ def _reachable(address: str) -> None:
                               "the head shows it), or leave --address out to start a local Ray instance") from None
 
 
-def resources(values: dict, where: str) -> dict:
-    """``{num_cpus, num_gpus}`` of a sweep's ``resources`` entry, checked (defaults: 1 CPU, no GPU)."""
-    unknown = set(values) - {"num_cpus", "num_gpus"}
-    if unknown:
-        raise FrkitInputError(f"{where}: resources: unknown key(s) {sorted(unknown)}; expected num_cpus, num_gpus")
-    out = {"num_cpus": values.get("num_cpus", 1), "num_gpus": values.get("num_gpus", 0)}
-    for key, value in out.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise FrkitInputError(f"{where}: resources: {key} {value!r}: expected a number >= 0")
-    return out
-
-
-def _task(values: dict, threads: int, log_path: str) -> str | None:
-    """The Ray task body: the same worker body as the local executor's (which writes the pid beside the log)."""
-    from frkit.sweep import _run_in_worker
-
-    return _run_in_worker(values, threads, log_path)
-
-
-def run_on_ray(sweep, todo: list, address: str | None, export) -> None:
-    """Submit every (key, cfg) of ``todo`` as a task, stream progress until all are done, export finished runs."""
+def run_on_ray(sweep: Sweep, todo: list, address: str | None) -> None:
+    """Submit every (key, cfg) of ``todo`` as a task, stream progress until all are done, export finished runs.
+    The task is the local executor's worker body (which writes the pid beside the log)."""
     ray = connect(address)
-    from frkit.sweep import _log_path
-
-    remote = ray.remote(max_retries=RETRIES, retry_exceptions=False)(_task)
+    remote = ray.remote(max_retries=RETRIES, retry_exceptions=False)(run_in_worker)
     refs = {}
     for key, cfg in todo:
         need = sweep.resources[key]
         threads = max(1, int(need["num_cpus"]))
         ref = remote.options(num_cpus=need["num_cpus"], num_gpus=need["num_gpus"],
-                             name=f"frkit {key}").remote(cfg.model_dump(), threads, str(_log_path(cfg)))
+                             name=f"frkit {key}").remote(cfg.model_dump(), threads, str(log_path(cfg)))
         refs[ref] = (key, cfg)
         print(f"== {key}: submitted to Ray ({need['num_cpus']} CPU, {need['num_gpus']} GPU), log in "
-              f"{_log_path(cfg)}", flush=True)
+              f"{log_path(cfg)}", flush=True)
     seen = {key: 0 for key, _ in todo}
     failed = []
     pending = list(refs)
@@ -110,7 +93,7 @@ def run_on_ray(sweep, todo: list, address: str | None, export) -> None:
             except Exception as err:  # noqa: BLE001 - the worker died more often than Ray retries
                 error = f"{type(err).__name__}: {err}"
             if not error:
-                export(cfg.run_dir, sweep.result_folder(key))
+                export_run(cfg.run_dir, sweep.result_folder(key))
             print(f"== {key}: {'failed: ' + error.strip().splitlines()[-1] if error else 'done'}", flush=True)
             if error:
                 failed.append(f"{key}:\n{error}")
