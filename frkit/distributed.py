@@ -1,4 +1,5 @@
-"""The process group of a data-parallel launch (``accelerate launch --num_processes N -m frkit run ...``).
+"""The process group of a data-parallel launch (``accelerate launch --num_processes N -m frkit run ...``), and the
+process's device: the one owner of process and device state (``get_accelerator()``, ``device()``).
 
 One process (``N == 1``, the plain ``frkit run``) is the default and every helper here is then a no-op, so
 single-process runs compute exactly what they did before. With N processes (gloo on CPU, NCCL on GPUs):
@@ -16,12 +17,15 @@ single-process runs compute exactly what they did before. With N processes (gloo
   ``gather_for_metrics``; the padding each process adds to reach the same length is dropped by its row -1.
 - ``agree(what, value)``: the main process's value (parameters, data fingerprint) is broadcast and compared:
   a launch whose processes disagree stops naming the difference.
+- ``get_accelerator()`` / ``device()``: accelerate's device placement for this process, and the device that models
+  and batches go to.
 """
 from __future__ import annotations
 
 import math
 import os
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Iterator
 
 import numpy as np
@@ -40,7 +44,25 @@ def cpu_launch() -> bool:
 def _state():
     from accelerate import PartialState
 
-    return PartialState(cpu=cpu_launch())  # the one shared state; the Accelerator (frkit/train.py) agrees on cpu
+    return PartialState(cpu=cpu_launch())  # the one shared state; get_accelerator() below agrees on cpu
+
+
+@lru_cache(maxsize=None)
+def get_accelerator():
+    """The process's Accelerator (device placement). Its own mixed precision stays off: accelerate would patch
+    the model's forward with autocast for good, so the Fisher and the scores after training would run in
+    bf16 too; frkit puts autocast around the training step and evaluation only (``frkit/precision.py``)."""
+    from accelerate import Accelerator
+
+    return Accelerator(mixed_precision="no", cpu=cpu_launch())
+
+
+def device() -> torch.device:
+    """Where this process's models and batches live: the accelerator's device, except that a multi-process CPU
+    launch's ``cpu:<index>`` is plain ``cpu`` (safetensors refuses to load onto ``cpu:<index>``; on a CPU the index
+    names no separate memory)."""
+    placed = get_accelerator().device
+    return torch.device("cpu") if placed.type == "cpu" else placed
 
 
 def world_size() -> int:
@@ -161,9 +183,8 @@ def gather_rows(rows: np.ndarray, scores: np.ndarray, n_rows: int) -> np.ndarray
 
 
 def _gather_for_metrics(t: torch.Tensor) -> torch.Tensor:
-    from frkit.train import get_accelerator
-
-    return get_accelerator().gather_for_metrics(t.to(get_accelerator().device)).cpu()
+    accelerator = get_accelerator()
+    return accelerator.gather_for_metrics(t.to(accelerator.device)).cpu()
 
 
 def broadcast_object(value):

@@ -2,8 +2,8 @@
 
 ``precision: auto`` picks bf16 autocast on a CUDA device with bf16 and on a CPU whose flags show AMX-BF16 or
 AVX512-BF16 (read from the CPU, never assumed), fp32 elsewhere. Without those instructions a bf16 matmul is
-emulated and runs tens of times slower than fp32 (measured on an AVX2-only AMD EPYC: 1 against 47 GFLOP/s),
-so a forced ``precision: bf16`` there is refused before any work starts.
+emulated and runs many times slower than fp32 (each run records its CPU, ``cpu_model()``), so a forced
+``precision: bf16`` there is refused before any work starts.
 
 Autocast only ever wraps the encoder's forward and backward. The papers' math (the Fisher of Eq. 3, the
 penalties of Eq. 2 and 4, the projection of Eq. 5, the KL of Eq. 9) and every metric run in fp32 inside
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from frkit import distributed
 from frkit.core.fp32 import full_precision  # noqa: F401  (re-exported: the math's fp32 context)
 from frkit.errors import FrkitInputError
 
@@ -44,7 +45,7 @@ def cpu_flags() -> frozenset[str]:
 
 def cpu_model() -> str:
     """The CPU's model name, with its family and model numbers where /proc/cpuinfo has them: virtual machines often
-    name every generation alike ("AMD EPYC" for an AVX2-only Zen 2 and an AVX512-BF16 Zen 4)."""
+    give CPU generations with different instruction sets (AVX2 only, AVX512-BF16) one model name."""
     fields = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -88,6 +89,11 @@ def resolve_precision(requested: str, device: torch.device | str) -> str:
     if requested == "auto":
         _notice(device.type, ok, why)
     return "bf16" if ok else "fp32"
+
+
+def resolved_precision(requested: str) -> str:
+    """:func:`resolve_precision` on this process's device (``frkit.distributed.device()``)."""
+    return resolve_precision(requested, distributed.device())
 
 
 @lru_cache(maxsize=None)

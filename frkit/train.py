@@ -2,7 +2,8 @@
 
 AdamW, cosine or constant schedule with warm-up, epochs with early stopping on validation ROC-AUC,
 gradient clipping, bf16 autocast where the device runs it fast (``frkit/precision.py``), a learning curve
-(train loss and validation AUC every ``eval_every_steps``), on accelerate's device placement. A method
+(train loss and validation AUC every ``eval_every_steps``), on accelerate's device placement
+(``frkit/distributed.py``). A method
 supplies *what* to optimise and *which loss*; this file owns *how*.
 """
 from __future__ import annotations
@@ -10,35 +11,22 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from frkit import distributed
-from frkit.precision import autocast, full_precision, resolve_precision
+from frkit.distributed import ShardedBatches, gather_rows
+from frkit.precision import autocast, full_precision, resolved_precision
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
 LossFn = Callable[[nn.Module, dict], torch.Tensor]
 log = logging.getLogger(__name__)
-
-
-@lru_cache(maxsize=None)
-def get_accelerator(precision: str = "auto") -> Accelerator:
-    """The process's Accelerator (device placement). Its own mixed precision stays off: accelerate would patch
-    the model's forward with autocast for good, so the Fisher and the scores after training would run in
-    bf16 too; frkit puts autocast around the training step and evaluation only (``frkit/precision.py``)."""
-    return Accelerator(mixed_precision="no", cpu=distributed.cpu_launch())
-
-
-def resolved_precision(precision: str) -> str:
-    return resolve_precision(precision, get_accelerator().device)
 
 
 def cross_entropy_loss(head: str) -> LossFn:
@@ -60,10 +48,8 @@ def predict_scores(model: nn.Module, loader: DataLoader, head: str, precision: s
     process's share of the rows; the shares are gathered (``frkit.distributed.gather_rows``), so every
     process returns the whole table's scores.
     """
-    from frkit.distributed import ShardedBatches, gather_rows
-
     sharded = isinstance(getattr(loader, "batch_sampler", None), ShardedBatches)
-    device = get_accelerator().device
+    device = distributed.device()
     precision = resolved_precision(precision)
     was_training = model.training
     model.eval()
@@ -177,14 +163,14 @@ def fit(
     ``history`` holds one entry per epoch and, with ``eval_every_steps``, the learning curve (``curve``).
     ``on_step(step, loss)`` is called after every optimiser step (progress logging, stop requests).
     """
-    accelerator = get_accelerator()
-    device = accelerator.device
+    accelerator = distributed.get_accelerator()
+    device = distributed.device()
     precision = resolved_precision(settings.precision)
     groups = params if params and isinstance(params[0], dict) else [{"params": list(params)}]
     trainable = [p for g in groups for p in g["params"]]
     if not trainable:
         raise ValueError(f"{desc}: nothing to train (no parameters passed to fit)")
-    # fused: one kernel for all parameters (torch >= 2.4 on CPU and CUDA) instead of a Python loop over ~200 tensors
+    # fused: one kernel for all parameters (torch >= 2.4 on CPU and CUDA) instead of a Python loop over every tensor
     optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay, fused=_fused_ok(trainable))
     steps_per_epoch = len(train_loader)
     if settings.max_steps_per_epoch:

@@ -35,7 +35,7 @@ def test_method_runs_end_to_end(method, tiny_params):
     assert env["cpu"] == cpu_model() and env["torch_threads"] >= 1  # where the result was computed
     assert (env["bf16_autocast_fast"], env["bf16_autocast_why"]) == bf16_support(torch.device("cpu"))
     # each step says what it computed in: precision auto is bf16 on one CPU and fp32 on another
-    from frkit.train import resolved_precision
+    from frkit.precision import resolved_precision
 
     steps = json.loads((result.run_dir / "progress.json").read_text())["steps"]
     assert [s["precision"] for s in steps] == [resolved_precision(cfg.precision)] * 3
