@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from frkit.methods import register
+from frkit.methods.registry import register
 from frkit.methods.adapter import AdapterMethodBase
 from frkit.methods.base import fit_log
 from frkit.train import cross_entropy_loss

@@ -32,7 +32,7 @@ import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
-from frkit.methods import register
+from frkit.methods.registry import register
 from frkit.methods.hat import Hat, HatOptions, HatState, MaskedAdapter, unit_mask, used_by
 from frkit.methods.options import AdapterOptions
 

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from frkit.methods import register
+from frkit.methods.registry import register
 from frkit.methods.b_cl import CapsuleOptions, TaskCapsules
 from frkit.methods.hat import Hat, HatOptions, HatState, MaskedAdapter
 from frkit.methods.options import AdapterOptions

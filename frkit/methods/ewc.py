@@ -17,7 +17,7 @@ from frkit import atomic
 from frkit.core.fisher import diagonal_fisher
 from frkit.core.lora_delta import base_weight_name
 from frkit.core.penalties import combine_fisher, ewc_penalty
-from frkit.methods import register
+from frkit.methods.registry import register
 from frkit.methods.base import Method, fit_log, load_module, save_module
 from frkit.methods.options import EwcOptions
 from frkit.models.peft_adapters import freeze_all_but

@@ -18,7 +18,7 @@ import torch
 from frkit.core.lora_delta import effective_delta_w, lora_factors
 from frkit.core.penalties import fr_inverse_fisher, fr_penalty_precomputed
 from frkit.core.projection import project_lora_factors
-from frkit.methods import register
+from frkit.methods.registry import register
 from frkit.methods.base import count_trainable, fit_log
 from frkit.methods.ewc import EwcBase, qkv_only
 from frkit.methods.options import EwcOptions, FrOptions, LoraOptions

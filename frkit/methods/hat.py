@@ -44,7 +44,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from frkit import atomic
-from frkit.methods import register
+from frkit.methods.registry import register
 from frkit.methods.base import Method, fit_log
 from frkit.methods.options import AdapterOptions
 from frkit.models.adapters import AdapterStack

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from frkit.methods import register
+from frkit.methods.registry import register
 from frkit.methods.base import Method, fit_log, load_module, save_module
 
 HEAD = "joint"

@@ -29,7 +29,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, Field
 
-from frkit.methods import register
+from frkit.methods.registry import register
 from frkit.methods.lora import Lora
 from frkit.methods.options import LoraOptions
 

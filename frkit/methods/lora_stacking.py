@@ -12,7 +12,7 @@ the two share activation, training and scoring, and differ only in :meth:`LoraSt
 """
 from __future__ import annotations
 
-from frkit.methods import register
+from frkit.methods.registry import register
 from frkit.methods.base import fit_log
 from frkit.methods.lora import Lora
 from frkit.methods.options import LoraOptions

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from frkit.core.merging import max_magnitude
-from frkit.methods import register
+from frkit.methods.registry import register
 from frkit.methods.task_vectors import MergeOptions, TaskVectorMerging
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from frkit.core.lora_delta import lora_factors
 from frkit.core.orthogonal import l2_loss, orthogonality_loss
-from frkit.methods import register
+from frkit.methods.registry import register
 from frkit.methods.lora_stacking import LoraStacking
 from frkit.methods.options import LoraOptions
 from frkit.models.peft_adapters import adapter_parameters

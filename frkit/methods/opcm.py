@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from frkit.core.merging import opcm_step
-from frkit.methods import register
+from frkit.methods.registry import register
 from frkit.methods.task_vectors import MergeOptions, TaskVectorMerging
 
 

@@ -33,7 +33,7 @@ from safetensors.torch import load_file
 
 from frkit import atomic
 from frkit.errors import FrkitInputError
-from frkit.methods import register
+from frkit.methods.registry import register
 from frkit.methods.base import Method, fit_log
 from frkit.methods.options import PrefixOptions
 from frkit.models.cross_encoder import CrossEncoder

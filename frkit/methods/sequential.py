@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from frkit.methods import register
+from frkit.methods.registry import register
 from frkit.methods.base import Method, fit_log, load_module, save_module
 
 
