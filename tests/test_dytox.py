@@ -95,16 +95,16 @@ def test_bad_dytox_options_fail_naming_the_key(tiny_params):
 
 @pytest.mark.parametrize("dytox_lr", [None, 3e-4])
 def test_encoder_trains_at_lr_and_the_fresh_parts_at_dytox_lr(tiny_params, monkeypatch, dytox_lr):
-    import frkit.methods.dytox as dytox_module
+    import frkit.methods.base as base
 
     method, ms = make_method(tiny_params, name="dytox", epochs=1, lr=1e-5, adapter_lr=2e-3, dytox_lr=dytox_lr)
-    seen, real_fit = {}, dytox_module.fit
+    seen, real_fit = {}, base.fit
 
     def spy(model, groups, *a, **kw):
         seen["groups"] = [(g["lr"], {id(p) for p in g["params"]}) for g in groups]
         return real_fit(model, groups, *a, **kw)
 
-    monkeypatch.setattr(dytox_module, "fit", spy)
+    monkeypatch.setattr(base, "fit", spy)
     method.learn(0, ms[0], ms[:1])
     (enc_lr, enc), (new_lr, new) = seen["groups"]
     assert enc_lr == 1e-5 and enc == {id(p) for p in method.model.encoder.parameters()}

@@ -108,3 +108,32 @@ def make_loader(table: pd.DataFrame, tokenizer, max_length: int, batch_size: int
 
         sampler = ShardedBatches(sampler, shard[0], shard[1], pad=shuffle)
     return DataLoader(dataset, batch_sampler=sampler, generator=generator, collate_fn=collate)
+
+
+class TableLoaders:
+    """A run's loaders: ``loaders(table, train, seed)``, each table tokenised once per run (the test sets are scored
+    after every marketplace). ``shard=(rank, world)``: a data-parallel launch's share (``make_loader``)."""
+
+    def __init__(self, tokenizer, max_length: int, batch_size: int, eval_batch_size: int, length_batching: bool = True,
+                 shard: tuple[int, int] | None = None):
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.length_batching, self.shard = length_batching, shard
+        self._datasets: dict[int, tuple[pd.DataFrame, PairDataset]] = {}
+
+    @classmethod
+    def from_config(cls, cfg, tokenizer, shard: tuple[int, int] | None = None) -> TableLoaders:
+        return cls(tokenizer, cfg.max_length, cfg.batch_size, cfg.eval_batch_size, cfg.length_batching, shard)
+
+    def __call__(self, table: pd.DataFrame, train: bool, seed: int = 0) -> DataLoader:
+        size = self.batch_size if train else self.eval_batch_size
+        return make_loader(table, self.tokenizer, self.max_length, size, shuffle=train, seed=seed,
+                           length_batching=self.length_batching, dataset=self.tokenised(table), shard=self.shard)
+
+    def tokenised(self, table: pd.DataFrame) -> PairDataset:
+        key = id(table)
+        hit = self._datasets.get(key)
+        if hit is None or hit[0] is not table:  # ids are reused after a table is freed: check identity
+            hit = (table, PairDataset(table, self.tokenizer, self.max_length))
+            self._datasets[key] = hit
+        return hit[1]

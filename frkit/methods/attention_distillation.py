@@ -29,13 +29,12 @@ import pandas as pd
 import torch
 
 from frkit.core.distill import attention_distillation_loss, total_loss
-from frkit.data.mixed import TaggedBatches
 from frkit.data.translate import CachedTranslator, MarianTranslator, ParallelCorpusTranslator, translate_fraction
-from frkit.methods import register
-from frkit.paths import resolve
 from frkit.methods.adapter import AdapterMethodBase
 from frkit.methods.base import fit_log
-from frkit.train import TrainSettings, cross_entropy_loss, fit
+from frkit.methods.registry import register
+from frkit.paths import resolve
+from frkit.train import cross_entropy_loss
 
 NEW, TRANSLATED = "new", "translated"
 
@@ -80,19 +79,14 @@ class AttentionDistillation(AdapterMethodBase):
         for p in self.model.heads.parameters():
             p.requires_grad_(False)
         params = self.stack.fusion_parameters(fusion)
-        loaders = {NEW: self.ctx.loader(marketplace.train, train=True, seed=self.cfg.seed + step)}
+        tables = {NEW: marketplace.train}
         translated_rows = [df for df in translated.values() if len(df)]
         if translated_rows:
-            loaders[TRANSLATED] = self.ctx.loader(pd.concat(translated_rows, ignore_index=True), train=True,
-                                                  seed=self.cfg.seed + step + 1)
-        batches = TaggedBatches(loaders, self.cfg.seed + step, self.ctx.device)
-        self.trainable_params = sum(p.numel() for p in params)
-        settings = TrainSettings.from_config(self.cfg, self.cfg.fusion_lr, show_progress=self.ctx.show_progress)
+            tables[TRANSLATED] = pd.concat(translated_rows, ignore_index=True)
         loss = self.with_fusion_regularization(
             self.distillation_loss(step, name, with_translation=bool(translated_rows)), fusion)
-        stage2 = fit(self.model, params, batches, loss,
-                     self.validation_auc(self.model, marketplace.validation, name), settings,
-                     desc=f"{self.name}:{name}:fusion")
+        stage2 = self.train(self.model, params, marketplace, name, self.cfg.fusion_lr, step, loss_fn=loss,
+                            batches=self.mixed_batches(tables, step), stage="fusion")
         self.trainable_params += adapter_params
         self.learned.append(name)
         log.update({"fusion": fit_log(stage2), **fit_log(stage2),

@@ -6,11 +6,10 @@ save(folder) / load(folder)     -- everything needed to resume after this market
 """
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Iterable
 
 import numpy as np
 import pandas as pd
@@ -20,60 +19,53 @@ from safetensors.torch import load_file
 from torch import nn
 
 from frkit import atomic, distributed
-from frkit.data.batching import PairDataset, make_loader
+from frkit.data.batching import TableLoaders
 from frkit.data.marketplace import Marketplace
-from frkit.models.cross_encoder import CrossEncoder
+from frkit.data.mixed import TaggedBatches
+from frkit.models.cross_encoder import CrossEncoder, fresh_cross_encoder, fresh_encoder
 from frkit.models.encoder import load_encoder
-from frkit.train import FitResult, LossFn, TrainSettings, cross_entropy_loss, fit, get_accelerator, predict_scores, roc_auc
+from frkit.train import FitResult, LossFn, TrainSettings, cross_entropy_loss, fit, predict_scores, roc_auc
 
 
 @dataclass
 class MethodContext:
-    """What the runner gives a method: configuration, tokenizer and a way to get a fresh base encoder."""
+    """What the runner gives a method: configuration, tokenizer and a way to get a fresh base encoder.
+
+    ``base_encoder`` and ``loaders``: the runner passes those it loaded and made itself (the base encoder is loaded
+    before the run folder is written, so a broken weight file is named before anything is written); left out, they
+    are made here on first use."""
 
     cfg: object
     model_source: Path
     tokenizer: object
     show_progress: bool = True
-    _base_state: dict | None = field(default=None, repr=False)
-    _base_encoder: nn.Module | None = field(default=None, repr=False)
-    _datasets: dict = field(default_factory=dict, repr=False)
+    base_encoder: nn.Module | None = field(default=None, repr=False)
+    loaders: TableLoaders | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.loaders is None:
+            self.loaders = TableLoaders.from_config(self.cfg, self.tokenizer,
+                                                    shard=(distributed.rank(), distributed.world_size()))
 
     @property
     def device(self) -> torch.device:
-        device = get_accelerator().device
-        # a multi-process CPU launch places each process on "cpu:<index>", which safetensors refuses to load onto
-        return torch.device("cpu") if device.type == "cpu" else device
+        return distributed.device()
 
     def load_base(self) -> nn.Module:
-        """The base encoder, loaded from disk once (the runner loads it before writing the run folder, so a broken
-        weight file is named before anything is written)."""
-        if self._base_encoder is None:
-            self._base_encoder = load_encoder(self.model_source)
-        return self._base_encoder
+        """The base encoder, loaded from disk once."""
+        if self.base_encoder is None:
+            self.base_encoder = load_encoder(self.model_source)
+        return self.base_encoder
 
     def new_encoder(self) -> nn.Module:
         """A fresh copy of the base encoder (loaded from disk once, then copied in memory)."""
-        return copy.deepcopy(self.load_base()).to(self.device)
+        return fresh_encoder(self.load_base(), self.device)
 
     def new_model(self) -> CrossEncoder:
-        encoder = self.new_encoder()
-        return CrossEncoder(encoder, encoder.config.hidden_size, self.cfg.pooling)
+        return fresh_cross_encoder(self.load_base(), self.cfg.pooling, self.device)
 
     def loader(self, table: pd.DataFrame, train: bool, seed: int = 0):
-        size = self.cfg.batch_size if train else self.cfg.eval_batch_size
-        return make_loader(table, self.tokenizer, self.cfg.max_length, size, shuffle=train, seed=seed,
-                           length_batching=self.cfg.length_batching, dataset=self._tokenised(table),
-                           shard=(distributed.rank(), distributed.world_size()))
-
-    def _tokenised(self, table: pd.DataFrame) -> PairDataset:
-        """Each table is tokenised once per run (test sets are scored after every marketplace)."""
-        key = id(table)
-        hit = self._datasets.get(key)
-        if hit is None or hit[0] is not table:  # ids are reused after a table is freed: check identity
-            hit = (table, PairDataset(table, self.tokenizer, self.cfg.max_length))
-            self._datasets[key] = hit
-        return hit[1]
+        return self.loaders(table, train, seed)
 
 
 def count_trainable(params) -> int:
@@ -142,6 +134,14 @@ class Method:
         loader = self.ctx.loader(table, train=False)
         return lambda: roc_auc(table["label"], predict_scores(model, loader, head, self.cfg.precision))
 
+    def mixed_batches(self, tables: dict[str, pd.DataFrame], step: int) -> TaggedBatches:
+        """Training batches of several tables in one seeded shuffled stream, each tagged ``batch["source"]`` with its
+        table's key (a replay memory beside the new data, translated rows beside the new language): table i's loader
+        is seeded ``seed + step + i``, the stream's order ``seed + step``. Pass it to :meth:`train` as ``batches``."""
+        loaders = {tag: self.ctx.loader(rows, train=True, seed=self.cfg.seed + step + i)
+                   for i, (tag, rows) in enumerate(tables.items())}
+        return TaggedBatches(loaders, self.cfg.seed + step, self.ctx.device)
+
     def train(
         self,
         model: nn.Module,
@@ -154,26 +154,35 @@ class Method:
         train_table: pd.DataFrame | None = None,
         validation_table: pd.DataFrame | None = None,
         on_step=None,
+        batches: Iterable[dict] | None = None,
+        stage: str | None = None,
         **settings_overrides,
     ) -> FitResult:
         """Run the one training loop on a marketplace's train split, early-stopping on its validation split.
 
+        ``params``: parameters or AdamW parameter groups (each with its own ``lr``). ``batches``: training batches
+        to use instead of the train split's loader (:meth:`mixed_batches`: memory rows mixed with the new ones).
+        ``stage`` names a phase of a method that trains in several (progress bars and logs).
         ``on_step(step, loss)`` runs after every optimiser step (HAT: the slope schedule and the embedding clamp).
         """
         params = list(params) if not isinstance(params, list) else params
         flat = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
         self.trainable_params = count_trainable(flat)
-        train_table = marketplace.train if train_table is None else train_table
+        if batches is None:
+            train_table = marketplace.train if train_table is None else train_table
+            batches = self.ctx.loader(train_table, train=True, seed=self.cfg.seed + step)
+        elif train_table is not None:
+            raise ValueError("train: pass batches or train_table, not both")
         validation_table = marketplace.validation if validation_table is None else validation_table
         settings = TrainSettings.from_config(self.cfg, lr, show_progress=self.ctx.show_progress, **settings_overrides)
         return fit(
             model,
             params,
-            self.ctx.loader(train_table, train=True, seed=self.cfg.seed + step),
+            batches,
             loss_fn or cross_entropy_loss(head),
             self.validation_auc(model, validation_table, head),
             settings,
-            desc=f"{self.name}:{marketplace.name}",
+            desc=f"{self.name}:{marketplace.name}" + (f":{stage}" if stage else ""),
             on_step=on_step,
         )
 

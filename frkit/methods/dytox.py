@@ -41,12 +41,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from frkit.core.fp32 import full_precision
-from frkit.data.mixed import TaggedBatches
 from frkit.data.split import subsample
-from frkit.methods import register
-from frkit.methods.base import Method, count_trainable, fit_log, load_module, save_module
+from frkit.methods.base import Method, fit_log, load_module, save_module
+from frkit.methods.registry import register
 from frkit.models.cross_encoder import NUM_CLASSES
-from frkit.train import TrainSettings, fit
 
 
 class DyToxOptions(BaseModel):
@@ -213,14 +211,9 @@ class DyTox(Method):
         for g in groups:
             for p in g["params"]:
                 p.requires_grad_(True)
-        self.trainable_params = count_trainable([p for g in groups for p in g["params"]])
         tables = {name: marketplace.train, **self.memory(seen)}
-        loaders = {tag: self.ctx.loader(rows, train=True, seed=self.cfg.seed + step + i)
-                   for i, (tag, rows) in enumerate(tables.items())}
-        batches = TaggedBatches(loaders, self.cfg.seed + step, self.ctx.device)
-        settings = TrainSettings.from_config(self.cfg, self.new_parts_lr, show_progress=self.ctx.show_progress)
-        result = fit(self.model, groups, batches, self.loss(name, old, teacher),
-                     self.validation_auc(self.model, marketplace.validation, name), settings, desc=f"{self.name}:{name}")
+        result = self.train(self.model, groups, marketplace, name, self.new_parts_lr, step,
+                            loss_fn=self.loss(name, old, teacher), batches=self.mixed_batches(tables, step))
         self.model.div_head = None  # DyTox uses the divergence head during training only
         self.learned.append(name)
         return {**fit_log(result), "replayed_rows": {t: len(rows) for t, rows in tables.items() if t != name}}

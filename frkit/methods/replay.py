@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from frkit.data.mixed import TaggedBatches
 from frkit.data.split import subsample
-from frkit.methods import register
-from frkit.methods.base import count_trainable, fit_log
+from frkit.methods.base import fit_log
+from frkit.methods.registry import register
 from frkit.methods.sequential import Sequential
-from frkit.train import TrainSettings, cross_entropy_loss, fit
+from frkit.train import cross_entropy_loss
 
 
 class ReplayOptions(BaseModel):
@@ -46,13 +45,8 @@ class ExperienceReplay(Sequential):
         name = marketplace.name
         self.model.add_head(name)
         tables = {name: marketplace.train, **self.memory(seen)}
-        loaders = {tag: self.ctx.loader(rows, train=True, seed=self.cfg.seed + step + i)
-                   for i, (tag, rows) in enumerate(tables.items())}
-        batches = TaggedBatches(loaders, self.cfg.seed + step, self.ctx.device)
         params = list(self.model.encoder.parameters()) + [p for t in tables for p in self.model.heads[t].parameters()]
-        self.trainable_params = count_trainable(params)
-        settings = TrainSettings.from_config(self.cfg, self.cfg.lr, show_progress=self.ctx.show_progress)
-        result = fit(self.model, params, batches, replay_loss,
-                     self.validation_auc(self.model, marketplace.validation, name), settings, desc=f"{self.name}:{name}")
+        result = self.train(self.model, params, marketplace, name, self.cfg.lr, step, loss_fn=replay_loss,
+                            batches=self.mixed_batches(tables, step))
         self.learned.append(name)
         return {**fit_log(result), "replayed_rows": {t: len(rows) for t, rows in tables.items() if t != name}}

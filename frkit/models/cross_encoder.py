@@ -1,6 +1,8 @@
 """A relevance cross-encoder: a Hugging Face encoder with one classification head per marketplace."""
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -44,3 +46,14 @@ class CrossEncoder(nn.Module):
         hidden = self.encoder(**kwargs).last_hidden_state
         with full_precision():  # the head in fp32: scores keep their resolution under bf16 autocast (AUC ties)
             return self.heads[head](self.pool(hidden, attention_mask).float())
+
+
+def fresh_encoder(base: nn.Module, device: torch.device | str) -> nn.Module:
+    """A copy of the loaded ``base`` encoder on ``device`` (the base stays untouched for the next copy)."""
+    return copy.deepcopy(base).to(device)
+
+
+def fresh_cross_encoder(base: nn.Module, pooling: str, device: torch.device | str) -> CrossEncoder:
+    """A :class:`CrossEncoder` on a fresh copy of ``base``, without heads yet."""
+    encoder = fresh_encoder(base, device)
+    return CrossEncoder(encoder, encoder.config.hidden_size, pooling)
