@@ -122,7 +122,7 @@ def run_notebook(notebook: str | Path, params_file: str | Path | None = None, ou
     out_dir.mkdir(parents=True, exist_ok=True)
     out_nb = out_dir / notebook.name
     try:
-        # generous kernel start-up: on a loaded 2-core machine the default 60 s was seen to run out once
+        # generous kernel start-up: papermill's default start_timeout can run out on a loaded machine
         pm.execute_notebook(str(notebook), str(out_nb), parameters=injected, kernel_name=kernel,
                             cwd=str(notebook.parent), start_timeout=300, execution_timeout=execution_timeout,
                             progress_bar=False)

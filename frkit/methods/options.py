@@ -37,8 +37,8 @@ class EwcOptions(BaseModel):
     fisher_carry: Literal["latest", "accumulate", "average"] = "latest"  # Eq. 2: F^(t-1) of the previous task
     fisher_samples: int | None = Field(None, gt=0)  # cap on samples for Eq. 3 (None: the whole train split)
     fisher_chunk: int = Field(32, ge=1)  # samples per Fisher forward/backward (memory bound)
-    # section 4.4: base-model lr multiplied by this after each marketplace (1 = off). The paper gives no rate; the
-    # kit's "+ Lr-Decay" rows use 0.75, the best of 1 / 0.75 / 0.5 / 0.25 in params/sweeps/cpu_stsb_ewc.yaml
+    # section 4.4: base-model lr multiplied by this after each marketplace (1 = off). The paper gives no rate, so a
+    # sweep chooses it (params/sweeps/cpu_stsb_ewc.yaml tries several) and off stays the default
     lr_decay: float = Field(1.0, gt=0, le=1)
 
 
