@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+COMPLETE_MARKER = ".complete"  # the last file written into a cached folder: a folder without it is unfinished
+
 
 def fsync_dir(folder: str | Path) -> None:
     """Make a rename / new entry in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
@@ -118,3 +120,18 @@ def replace_dir(tmp: str | Path, final: str | Path) -> Path:
         os.replace(tmp, final)
     fsync_dir(final.parent)
     return final
+
+
+def publish_dir(built: str | Path, folder: str | Path, marker: str = COMPLETE_MARKER) -> None:
+    """Rename the finished cache folder ``built`` (holding ``marker``, written last) to ``folder``: a stale unfinished
+    ``folder`` (no marker: a crashed build) is replaced, a finished one is kept (another process finished first)."""
+    built, folder = Path(built), Path(folder)
+    if folder.exists():
+        if (folder / marker).is_file():
+            return
+        shutil.rmtree(folder)
+    try:
+        os.replace(built, folder)
+    except OSError:
+        if not (folder / marker).is_file():
+            raise

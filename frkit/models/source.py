@@ -1,5 +1,9 @@
 """Where the encoder comes from: a Hub id, a local folder, or the offline e5 built from PyPI wheels,
-optionally trimmed to the vocabulary the configured marketplaces use."""
+optionally trimmed to the vocabulary the configured marketplaces use.
+
+``resolve_model_source`` is the one function that turns the params' ``model_name_or_path`` into what
+``from_pretrained`` accepts; ``prepare_model_source`` adds the checks of a local folder and the trimming.
+"""
 from __future__ import annotations
 
 import logging
@@ -7,12 +11,30 @@ import os
 from pathlib import Path
 
 from frkit.data.marketplace import Marketplace
+from frkit.errors import FrkitInputError
+from frkit.models.offline_e5 import OFFLINE_E5, ensure_offline_e5
+from frkit.paths import cache_root, resolve
 
 log = logging.getLogger(__name__)
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("FRKIT_CACHE", Path.home() / ".cache" / "frkit"))
+def resolve_model_source(name_or_path: str | os.PathLike) -> str | Path:
+    """The params' ``model_name_or_path`` as ``from_pretrained`` takes it.
+
+    ``OFFLINE_E5`` becomes the folder :func:`ensure_offline_e5` builds (once) from the wheels; a relative folder that
+    exists under the project root becomes that folder (``frkit.paths``); Hub ids ("org/name") and absolute paths are
+    returned unchanged. Another ``offline:`` name is refused, naming the key.
+    """
+    name = str(name_or_path)
+    if name == OFFLINE_E5:
+        return ensure_offline_e5()
+    if name.startswith("offline:"):
+        raise FrkitInputError(f"key 'model_name_or_path': unknown offline model {name!r}; "
+                              f"expected {OFFLINE_E5!r}, a Hub id or a local model folder")
+    if Path(name).is_absolute():
+        return name
+    local = resolve(name)
+    return str(local) if local.is_dir() else name
 
 
 def marketplace_texts(marketplaces: list[Marketplace]):
@@ -29,8 +51,9 @@ def looks_local(name: str) -> bool:
 
 
 def prepare_model_source(cfg, marketplaces: list[Marketplace]) -> Path | str:
+    """The folder (or Hub id) the run loads: :func:`resolve_model_source`, a local folder checked for its files, and
+    with ``trim_vocab`` a copy trimmed to the marketplaces' vocabulary (cached)."""
     from frkit.models.encoder import check_model_folder
-    from frkit.models.offline_e5 import resolve_model_source
 
     source = resolve_model_source(cfg.model_name_or_path)
     if looks_local(str(source)):

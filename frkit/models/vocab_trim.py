@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from frkit import atomic
-from frkit.models.offline_e5 import COMPLETE_MARKER, _move_into_place  # one atomic cache protocol for both folders
+from frkit.atomic import COMPLETE_MARKER  # one atomic cache protocol for both folders (atomic.publish_dir)
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def trimmed_model_dir(model_dir: str | os.PathLike, texts: Iterable[Text], cache
             _verify(tokenizer, built, kept, texts)
             atomic.fsync_tree(built)
             atomic.write_text(built / COMPLETE_MARKER, "ok\n")  # last: the folder is complete
-            _move_into_place(built, folder)
+            atomic.publish_dir(built, folder)
     else:
         log.info("reusing trimmed model %s (%d rows)", folder, len(kept))
     index_entry.parent.mkdir(parents=True, exist_ok=True)
