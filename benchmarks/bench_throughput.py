@@ -27,7 +27,7 @@ from frkit.data.batching import make_loader
 from frkit.models.cross_encoder import CrossEncoder
 from frkit.models.encoder import load_encoder, load_tokenizer
 from frkit.models.source import prepare_model_source
-from frkit.artifacts import git_revision
+from frkit.records import git_revision
 from frkit.precision import bf16_support, cpu_model
 from frkit.train import TrainSettings, cross_entropy_loss, fit, predict_scores
 

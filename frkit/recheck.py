@@ -42,7 +42,7 @@ class Recheck:
     def record(self) -> dict:
         """What a recheck found, with where it ran (strict JSON: an unevaluated cell is null, as is a difference
         between a cell evaluated in one matrix only)."""
-        from frkit.artifacts import environment
+        from frkit.records import environment
 
         def rows(m):
             return [[None if np.isnan(x) else float(x) for x in row] for row in m]
@@ -57,8 +57,8 @@ class Recheck:
 
 def read_committed(folder: Path) -> tuple[dict, np.ndarray, list[dict]]:
     """(params, AUC matrix, progress steps) of a finished result folder, read and checked by
-    :func:`frkit.artifacts.load_run` (each unreadable file named); a missing file is named too."""
-    from frkit.artifacts import load_run
+    :func:`frkit.records.load_run` (each unreadable file named); a missing file is named too."""
+    from frkit.records import load_run
 
     for name in ("params.yaml", "metrics.json", "progress.json"):
         if not (folder / name).is_file():
@@ -79,7 +79,7 @@ def read_committed(folder: Path) -> tuple[dict, np.ndarray, list[dict]]:
 def choose_precision(folder: Path, steps: list[dict], precision: str | None) -> tuple[str, str]:
     """(precision to train in again, where that came from): the one asked for, else the one the run recorded,
     else fp32 for a run with no record (runs made before frkit recorded it)."""
-    from frkit.reports.compare import UNRECORDED, run_precision
+    from frkit.records import UNRECORDED, run_precision
 
     if precision is not None:
         return precision, "frkit recheck --precision"
@@ -97,17 +97,17 @@ def recheck(folder: str | Path, output_dir: str | Path = RECHECK_DIR, precision:
     """Train the committed run in ``folder`` again, in a new folder under ``output_dir`` (never setting an earlier
     recheck aside), and return both AUC matrices. The run's own parameters are used unchanged apart from where
     it is written and ``precision``; its checkpoints are deleted once it has finished (they serve only a resume)."""
-    from frkit.artifacts import LEGACY_VALUES
     from frkit.config import make_config
     from frkit.paths import resolve
     from frkit.precision import resolve_precision
+    from frkit.records import with_legacy_values
     from frkit.runner import run
-    from frkit.train import get_accelerator
+    from frkit.distributed import get_accelerator
 
     folder = Path(folder)
     params, committed, steps = read_committed(folder)
     chosen, source = choose_precision(folder, steps, precision)  # checked before anything trains or is written
-    params = {**{k: v for k, v in LEGACY_VALUES.items() if k not in params}, **params}  # what an older run did
+    params = with_legacy_values(params)  # a key an older run lacks: what that run did
     cfg = make_config({**params, "resume": False}, source=str(folder / "params.yaml"), override_source=source,
                       precision=chosen)
     if committed.shape != (len(cfg.marketplaces),) * 2:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from frkit import atomic, distributed
-from frkit.artifacts import RunFolder
+from frkit.records import RunFolder
 from frkit.config import load_params
 from frkit.errors import FrkitInputError
 from frkit.runner import run

@@ -412,7 +412,7 @@ class Stop(KeyboardInterrupt):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_model_dir, tiny_pawsx):
     """A finished run of en, es, ja (the reference) and one stopped after es (two checkpoints on disk)."""
-    from frkit.artifacts import RunFolder
+    from frkit.records import RunFolder
     from frkit.config import make_config
     from frkit.runner import run
 

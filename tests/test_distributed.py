@@ -31,7 +31,7 @@ import yaml
 from safetensors.torch import load_file
 
 from frkit import distributed
-from frkit.artifacts import RunFolder
+from frkit.records import RunFolder
 from frkit.config import make_config
 from frkit.methods import METHODS
 from frkit.methods.base import MethodContext

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from frkit.artifacts import RunFolder
+from frkit.records import RunFolder
 from frkit.config import make_config
 from frkit.core.lora_delta import lora_factors
 from frkit.core.projection import projection_residual

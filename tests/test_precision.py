@@ -80,7 +80,7 @@ def test_bf16_run_matches_fp32_within_tolerance(fast_bf16_cpu, tiny_params, meth
     np.testing.assert_allclose(results["bf16"].auc_matrix, results["fp32"].auc_matrix, atol=0.1)
     assert np.isfinite(results["bf16"].auc_matrix[np.tril_indices(3)]).all()
     if method == "fr_lora":
-        from frkit.artifacts import RunFolder
+        from frkit.records import RunFolder
 
         f32, b16 = (RunFolder(results[p].run_dir).load_artifact(0, "en", "fisher_qkv") for p in ("fp32", "bf16"))
         for name in f32:

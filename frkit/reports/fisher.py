@@ -11,7 +11,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import torch
 
-from frkit.artifacts import RunFolder
+from frkit.records import RunFolder
 from frkit.errors import FrkitInputError
 from frkit.reports.display import show
 

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from frkit.artifacts import RunFolder, load_run
-from frkit.checksums import verify
 from frkit.config import make_config
 from frkit.errors import FrkitInputError
+from frkit.records import RunFolder, load_run, verify
 
 
 def load_method(run_dir: str | Path):

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from frkit.artifacts import RunRecord
+from frkit.records import RunRecord
 from frkit.data.marketplace import SPLITS, Marketplace
 from frkit.reports.display import show  # noqa: F401  (notebooks call runs.show)
 

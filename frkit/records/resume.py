@@ -10,11 +10,11 @@ marketplace, and says so.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
-from frkit import checksums
-from frkit.artifacts import RunFolder
 from frkit.errors import FrkitInputError
+from frkit.records.checksums import has_manifest, verify
+from frkit.records.folder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def restore(folder: RunFolder, make_method: Callable[[], object]):
     while steps:
         last = steps[-1]
         checkpoint = folder.checkpoint_dir(last["step"], last["marketplace"])
-        problem = checksums.verify(checkpoint)
+        problem = verify(checkpoint)
         if problem is None:
             method = make_method()
             try:
@@ -34,7 +34,7 @@ def restore(folder: RunFolder, make_method: Callable[[], object]):
                 log.info("resuming %s after %s", folder.path, last["marketplace"])
                 return method, len(steps)
             except Exception as err:  # noqa: BLE001 - any failure to load is reported below
-                if checksums.has_manifest(checkpoint):  # the files are as written: not damage, a code/version mismatch
+                if has_manifest(checkpoint):  # the files are as written: not damage, a code/version mismatch
                     raise FrkitInputError(
                         f"checkpoint {checkpoint} matches its checksums but could not be loaded "
                         f"({type(err).__name__}: {err}); was it written by another version of frkit or peft? "

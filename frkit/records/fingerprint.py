@@ -4,20 +4,33 @@ data:  per marketplace and split, the row count and a sha256 of the ids, texts a
        (after splitting and subsampling: exactly the rows the run sees).
 model: per model file (config, tokenizer, weights) its size and sha256; a Hub id is recorded by name.
 A resumed run compares both with what its folder recorded and names every difference (``differences``).
+
+A marketplace is anything with ``.name`` and ``.split(name) -> DataFrame`` (frkit.data's ``Marketplace``): the
+records sit below the data layer, so the columns and splits hashed are named here (tests check they are the data
+layer's ``COLUMNS`` / ``SPLITS``).
 """
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
-from frkit.checksums import sha256_file
-from frkit.data.marketplace import COLUMNS, SPLITS, Marketplace
+from frkit.records.checksums import sha256_file
 
 VERSION = 1
+COLUMNS = ("id", "text_a", "text_b", "label")  # frkit.data.marketplace.COLUMNS, in that order
+SPLITS = ("train", "validation", "test")  # frkit.data.marketplace.SPLITS
 # files that make a model folder what it is; README, .gitattributes, onnx/ and the like do not change training
 MODEL_SUFFIXES = (".json", ".txt", ".model", ".safetensors", ".bin", ".msgpack", ".h5")
 _MODEL_HASHES: dict[tuple, str] = {}  # per process: a sweep hashes its model once, not once per run
+
+
+class HasSplits(Protocol):
+    name: str
+
+    def split(self, name: str): ...
 
 
 def table_digest(table) -> str:
@@ -28,7 +41,7 @@ def table_digest(table) -> str:
     return h.hexdigest()
 
 
-def data_fingerprint(marketplaces: list[Marketplace]) -> dict:
+def data_fingerprint(marketplaces: Iterable[HasSplits]) -> dict:
     return {m.name: {s: {"rows": len(m.split(s)), "sha256": table_digest(m.split(s))} for s in SPLITS}
             for m in marketplaces}
 
@@ -50,7 +63,7 @@ def model_fingerprint(source: str | os.PathLike) -> dict:
     return {"files": {p.name: {"size": p.stat().st_size, "sha256": _file_hash(p)} for p in files}}
 
 
-def fingerprint(marketplaces: list[Marketplace], model_source: str | os.PathLike) -> dict:
+def fingerprint(marketplaces: Iterable[HasSplits], model_source: str | os.PathLike) -> dict:
     return {"version": VERSION, "data": data_fingerprint(marketplaces), "model": model_fingerprint(model_source)}
 
 

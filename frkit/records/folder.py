@@ -1,119 +1,49 @@
-"""The run folder: self-describing, resumable, readable by notebooks.
+"""The run folder: self-describing, resumable, readable by notebooks; one process at a time.
 
 outputs/<run>/
   params.yaml          resolved parameters (every key)
   environment.json     package versions, git revision, seed, python, device of the process that started the run;
                        ``sessions``: one entry per process that ran it (start, resume), each with its own revision
-  fingerprint.json     per marketplace and split: rows and a sha256 of the data; the model's files (frkit/fingerprint.py)
+  fingerprint.json     per marketplace and split: rows and a sha256 of the data; the model's files (fingerprint.py)
   progress.json        one entry per finished marketplace: AUC row, training log, trainable params, seconds
   checkpoints/step_<k>_<name>/   the method's state after marketplace k, with checksums.json (sha256 of each
                        file); the latest two are kept, so a damaged latest one falls back to the one before
   damaged/             checkpoints that failed their checksums, set aside (never deleted) with a note of why
   metrics.json, auc_matrix.csv   written when the sequence is complete
+  run.lock             while a process runs it: that process's pid and host (lock.py); never exported
 Every file is written atomically and fsynced (frkit/atomic.py), JSON strictly (no NaN / Infinity), so a run
 stopped at any point resumes from the last finished marketplace with everything before it intact.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import platform
 import shutil
-import subprocess
 import time
-from dataclasses import dataclass
-from importlib import metadata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 from safetensors.torch import load_file
 
-from frkit import atomic, checksums
+from frkit import atomic
 from frkit.errors import FrkitInputError
-from frkit.fingerprint import differences
+from frkit.records.checksums import write_manifest
+from frkit.records.environment import environment
+from frkit.records.fingerprint import differences
+from frkit.records.lock import LOCK, RunLock
+from frkit.records.params import START_AGAIN, describe_changes, params_changes
+from frkit.records.readers import read_json, read_progress, read_run_params
 
-# keys that may change between a stopped run and its resumption
-RESUME_FREE_KEYS = {"resume", "output_dir", "run_name"}
-# keys added with a default that behaves differently from what older run folders did: their old behaviour
-LEGACY_VALUES = {"parallel_pairs": "shared", "length_batching": False}
-PACKAGES = ("frkit", "torch", "transformers", "peft", "accelerate", "datasets", "scikit-learn", "pandas", "numpy")
-START_AGAIN = "use another run_name, or resume: false (-p resume false) to set the old folder aside and start again"
-
-
-def git_revision() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        rev = out.stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5,
-                               cwd=Path(__file__).resolve().parent).stdout.strip()
-        return (rev + ("-dirty" if dirty else "")) if rev else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+_PROBE = ".frkit-write-probe"
 
 
-def code_hash() -> str:
-    """sha256 of the frkit sources as this process imported them (computed once, at import): what a result was
-    made with, even from a dirty tree or in a long-lived worker that started before later commits."""
-    return _CODE_HASH
-
-
-def _hash_sources() -> str:
-    digest = hashlib.sha256()
-    root = Path(__file__).resolve().parent
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-_CODE_HASH = _hash_sources()
-_CODE_REVISION = git_revision()  # the revision this process's code came from (not the tree's at a later run start)
-
-
-def environment(seed: int) -> dict:
-    import torch
-
-    from frkit.precision import bf16_support, cpu_model
-
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
-    bf16_fast, bf16_why = bf16_support(device)
-    versions = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {
-        "versions": versions,
-        "python": platform.python_version(),
-        "git_revision": _CODE_REVISION,
-        "frkit_code_sha256": code_hash(),
-        "seed": seed,
-        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
-        # the hardware: the same params run bf16 autocast on one machine and fp32 on another (precision: auto),
-        # and bf16 kernels differ between CPUs, so a result says where it was computed
-        "cpu": cpu_model(),
-        "torch_threads": torch.get_num_threads(),
-        "bf16_autocast_fast": bf16_fast,
-        "bf16_autocast_why": bf16_why,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-
-
-def _read_json(path: Path, what: str):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise FrkitInputError(f"{path} is not valid JSON ({err}); it holds {what}: restore it, or {START_AGAIN}") from None
-
-
-def _check_writable(path: Path) -> None:
-    """The run folder (or the folder it will be made in) must be a writable folder: said before anything runs."""
+def make_writable_folder(path: Path) -> list[Path]:
+    """Make the run folder ``path`` (and the folders above it that are missing) and write and delete a file in it:
+    a folder that cannot be made or written (a file in the way, permissions, a read-only or virtual file system
+    such as /proc) is refused here, naming ``output_dir``, before anything runs. Returns the folders it made,
+    deepest first, for :func:`remove_made` to take away again when the run is refused."""
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -122,6 +52,34 @@ def _check_writable(path: Path) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise FrkitInputError(f"output_dir: cannot write the run folder {path}: {existing} is not writable "
                               "(permissions or a read-only file system); choose another output_dir")
+    missing = [p for p in [path, *path.parents] if not p.exists()]
+    made = []
+    try:
+        for folder in reversed(missing):  # top down
+            folder.mkdir(exist_ok=True)
+            made.insert(0, folder)
+        probe = path / f"{_PROBE}-{os.getpid()}"
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        try:
+            os.write(fd, b"frkit")
+        finally:
+            os.close(fd)
+        probe.unlink()
+    except OSError as err:
+        remove_made(made)
+        raise FrkitInputError(f"output_dir: cannot make or write the run folder {path} ({err.strerror or err}: "
+                              f"{err.filename or path}); a read-only or virtual file system, or permissions? choose "
+                              "another output_dir") from None
+    return made
+
+
+def remove_made(made: list[Path]) -> None:
+    """Remove the folders of :func:`make_writable_folder` that are still empty (a refused run leaves none behind)."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the run wrote it), or gone: it stays as it is
+            pass
 
 
 class RunFolder:
@@ -137,19 +95,16 @@ class RunFolder:
         when its value is what the old run did: the key's ``LEGACY_VALUES`` entry where the default has
         changed behaviour since, else its default in ``defaults``.
         """
-        _check_writable(self.path)
+        remove_made(make_writable_folder(self.path))  # made and written, then left as it was
         if not resume:  # an existing folder is set aside whole, however its files read
             return
         saved = self.params()
         if saved is None:
             return
-        defaults = {**(defaults or {}), **LEGACY_VALUES}
-        saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
-        changed = sorted(k for k in set(saved) | set(params)
-                         if k not in RESUME_FREE_KEYS and saved.get(k) != params.get(k))
-        if changed:
-            diffs = ", ".join(f"{k}: {saved.get(k)!r} -> {params.get(k)!r}" for k in changed)
-            raise FrkitInputError(f"run folder {self.path} was started with other parameters ({diffs}); {START_AGAIN}")
+        changes = params_changes(saved, params, defaults)
+        if changes:
+            raise FrkitInputError(f"run folder {self.path} was started with other parameters "
+                                  f"({describe_changes(changes)}); {START_AGAIN}")
         self.progress()  # readable, or named now
         self.fingerprint()
         self._environment()
@@ -172,8 +127,7 @@ class RunFolder:
             self.check_fingerprint(fingerprint, resume)
         saved = self.params() if resume else None
         if not resume and (self.path / "params.yaml").exists():
-            aside = self.path.with_name(f"{self.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-            self.path.rename(aside)  # never delete finished work
+            self._set_folder_aside()  # never delete finished work
             saved = None
         session = environment(params.get("seed", 0))
         if saved is None:
@@ -188,25 +142,55 @@ class RunFolder:
         if fingerprint is not None and self.fingerprint() is None:  # new, or started by an frkit without fingerprints
             atomic.write_json(self.path / "fingerprint.json", fingerprint)
 
-    def params(self) -> dict | None:
-        p = self.path / "params.yaml"
-        if not p.exists():
-            return None
+    def _set_folder_aside(self) -> Path:
+        """Move the folder's files into ``<run>.old-<time>`` (the lock stays: this process goes on holding it);
+        params.yaml moves last, so a stop half-way leaves a folder that is set aside again, never resumed."""
+        aside = self.path.with_name(f"{self.path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        aside.mkdir()
+        entries = sorted(self.path.iterdir(), key=lambda p: p.name == "params.yaml")
+        for entry in entries:
+            if entry.name != LOCK:
+                os.replace(entry, aside / entry.name)
+        atomic.fsync_dir(aside)
+        atomic.fsync_dir(self.path)
+        return aside
+
+    @contextmanager
+    def locked(self, take: bool = True,
+               share: Callable[[str | None], str | None] | None = None) -> Iterator[RunLock | None]:
+        """Make the folder (checked writable: :func:`make_writable_folder`) and hold its lock (lock.py) for the
+        block; on leaving, however the block ends, drop the lock and remove the folders made here if the run
+        left them empty (a refused run leaves no folder behind).
+
+        In a launch of several processes only the main one takes the lock (``take``); ``share`` hands its
+        refusal to every process (``distributed.broadcast_object``), so that all stop instead of waiting."""
+        lock, made, refusal = None, [], None
+        if take:
+            try:
+                made = make_writable_folder(self.path)
+                lock = RunLock(self.path).acquire()
+            except FrkitInputError as err:
+                remove_made(made)
+                refusal = str(err)
+        if share is not None:
+            refusal = share(refusal)
+        if refusal is not None:
+            raise FrkitInputError(refusal)
         try:
-            saved = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, yaml.YAMLError) as err:
-            raise FrkitInputError(f"{p} is not readable YAML ({str(err).splitlines()[0]}); it holds the run's "
-                                  f"parameters: restore it, or {START_AGAIN}") from None
-        if not isinstance(saved, dict):
-            raise FrkitInputError(f"{p}: expected the run's parameters as key: value, got {type(saved).__name__}; "
-                                  f"restore it, or {START_AGAIN}")
-        return saved
+            yield lock
+        finally:
+            if lock is not None:
+                lock.release()
+            remove_made(made)
+
+    def params(self) -> dict | None:
+        return read_run_params(self.path)
 
     def fingerprint(self) -> dict | None:
         p = self.path / "fingerprint.json"
         if not p.exists():
             return None
-        saved = _read_json(p, "the fingerprint of the run's data and model")
+        saved = read_json(p, "the fingerprint of the run's data and model")
         if not isinstance(saved, dict) or not isinstance(saved.get("data"), dict):
             raise FrkitInputError(f"{p}: expected {{'data': ..., 'model': ...}}; restore it, or {START_AGAIN}")
         return saved
@@ -215,25 +199,14 @@ class RunFolder:
         p = self.path / "environment.json"
         if not p.exists():
             return None
-        env = _read_json(p, "the environment of each session of the run")
+        env = read_json(p, "the environment of each session of the run")
         if not isinstance(env, dict):
             raise FrkitInputError(f"{p}: expected a mapping; restore it, or {START_AGAIN}")
         return env
 
     # -- progress ------------------------------------------------------------------------------------
     def progress(self) -> dict:
-        p = self.path / "progress.json"
-        if not p.exists():
-            return {"steps": [], "init_aucs": None}
-        prog = _read_json(p, "the finished marketplaces of the run")
-        steps = prog.get("steps") if isinstance(prog, dict) else None
-        if not isinstance(steps, list) or any(
-                not isinstance(s, dict) or s.get("step") != i or not isinstance(s.get("marketplace"), str)
-                or not isinstance(s.get("auc_row"), list) for i, s in enumerate(steps)):
-            raise FrkitInputError(f"{p}: expected {{'steps': [{{'step': 0, 'marketplace': ..., 'auc_row': [...]}}, "
-                                  f"...]}} with steps 0, 1, ... in order; restore it, or {START_AGAIN}")
-        prog.setdefault("init_aucs", None)
-        return prog
+        return read_progress(self.path)
 
     def save_init_aucs(self, aucs: list[float], timing: dict | None = None) -> None:
         prog = self.progress()
@@ -252,7 +225,7 @@ class RunFolder:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         method.save(tmp)
-        checksums.write_manifest(tmp)
+        write_manifest(tmp)
         atomic.replace_dir(tmp, final)
         prog = self.progress()
         prog["steps"] = [s for s in prog["steps"] if s["step"] < step] + [{
@@ -301,34 +274,3 @@ class RunFolder:
     def write_metrics(self, metrics: dict, frame: pd.DataFrame) -> None:
         atomic.write_json(self.path / "metrics.json", metrics)
         atomic.write_csv(self.path / "auc_matrix.csv", frame)
-
-
-@dataclass
-class RunRecord:
-    """A finished (or partial) run, as notebooks and reports read it."""
-
-    path: Path
-    params: dict
-    metrics: dict | None
-    progress: dict
-
-    @property
-    def marketplaces(self) -> list[str]:
-        return [s["marketplace"] for s in self.progress["steps"]]
-
-    def auc_matrix(self) -> pd.DataFrame:
-        names = self.params["marketplaces"]
-        R = np.full((len(names), len(names)), np.nan)
-        for s in self.progress["steps"]:
-            R[s["step"]] = [np.nan if x is None else x for x in s["auc_row"]]
-        return pd.DataFrame(R, index=[f"after {n}" for n in names], columns=names)
-
-
-def load_run(path: str | Path) -> RunRecord:
-    path = Path(path)
-    folder = RunFolder(path)
-    params = folder.params()
-    if params is None:
-        raise FrkitInputError(f"{path} is not a frkit run folder (no params.yaml)")
-    m = path / "metrics.json"
-    return RunRecord(path, params, _read_json(m, "the run's metrics") if m.exists() else None, folder.progress())
