@@ -8,6 +8,8 @@ then metrics (average, forgetting, BWT, FWT) go to metrics.json and auc_matrix.c
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -17,20 +19,21 @@ import numpy as np
 import torch
 from transformers import set_seed
 
-from frkit.artifacts import RunFolder
 from frkit.config import BaseRunConfig, default_params
 from frkit.data import load_marketplaces
 from frkit.data.marketplace import Marketplace
 from frkit import distributed
-from frkit.fingerprint import differences, fingerprint
 from frkit.methods import METHODS
+from frkit.data.batching import TableLoaders
 from frkit.methods.base import MethodContext
 from frkit.metrics import auc_matrix_frame, summarize
-from frkit.models.encoder import load_tokenizer
-from frkit.models.offline_e5 import resolve_model_source
-from frkit.models.source import prepare_model_source
-from frkit.resume import restore
-from frkit.train import predict_scores, resolved_precision, roc_auc
+from frkit.models.cross_encoder import fresh_cross_encoder
+from frkit.models.encoder import load_encoder, load_tokenizer
+from frkit.models.source import prepare_model_source, resolve_model_source
+from frkit.precision import resolved_precision
+from frkit.records import RunFolder, restore
+from frkit.records.fingerprint import differences, fingerprint
+from frkit.train import predict_scores, roc_auc
 
 log = logging.getLogger(__name__)
 
@@ -52,32 +55,50 @@ def load_configured_marketplaces(cfg: BaseRunConfig) -> list[Marketplace]:
     )
 
 
-_INIT_AUCS: dict[tuple, float] = {}  # per process: the runs of a sweep share b_t when seed, model and test set agree
+_INIT_AUCS: dict[str, float] = {}  # per process: the runs of a sweep share b_t when seed, model and test set agree
 
 
-def _init_aucs(ctx: MethodContext, cfg, marketplaces: list[Marketplace]) -> list[float]:
+def _init_key(cfg, model_source, m: Marketplace) -> str:
+    """What b_t of marketplace ``m`` depends on, hashed: the encoder, seed, pooling, how the test set is read, the
+    precision, and the test set itself."""
+    digest = hashlib.sha256(json.dumps([str(model_source), cfg.seed, cfg.pooling, cfg.max_length, cfg.precision,
+                                        m.name]).encode())
+    for column in ("id", "label", "text_a", "text_b"):
+        digest.update(json.dumps([str(x) for x in m.test[column]]).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _init_aucs(cfg, base_encoder, loaders: TableLoaders, model_source, marketplaces: list[Marketplace]) -> list[float]:
     """b_t for forward transfer: the base encoder with a freshly initialised (seeded) head.
 
     It depends on the seed, the encoder, the test set and how it is read, not on the method: a sweep's
     worker process computes it once per seed and data, not once per method."""
     out = []
     for m in marketplaces:
-        key = (str(ctx.model_source), cfg.seed, cfg.pooling, cfg.max_length, cfg.precision, m.name,
-               tuple(m.test["id"]), tuple(m.test["label"]), tuple(m.test["text_a"]), tuple(m.test["text_b"]))
+        key = _init_key(cfg, model_source, m)
         if key not in _INIT_AUCS:
             set_seed(cfg.seed)
-            model = ctx.new_model()
+            model = fresh_cross_encoder(base_encoder, cfg.pooling, distributed.device())
             model.add_head("init")
-            _INIT_AUCS[key] = roc_auc(m.test["label"], predict_scores(model, ctx.loader(m.test, train=False), "init",
-                                                                    cfg.precision))
+            scores = predict_scores(model, loaders(m.test, train=False), "init", cfg.precision)
+            _INIT_AUCS[key] = roc_auc(m.test["label"], scores)
         out.append(_INIT_AUCS[key])
     return out
 
 
 def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
-    """Run (or resume) the configured sequence; returns the metrics and the AUC matrix."""
-    method_cls = METHODS[cfg.method]
+    """Run (or resume) the configured sequence; returns the metrics and the AUC matrix.
+
+    First the run folder is made (a folder that cannot be made or written is refused, naming output_dir) and
+    locked: a second process on it is refused at once (frkit/records/lock.py); the lock is dropped when the run
+    ends, however it ends, and a refused run leaves no folder behind."""
     folder = RunFolder(cfg.run_dir)
+    with folder.locked(take=distributed.is_main(), share=distributed.broadcast_object):
+        return _run(cfg, folder, show_progress)
+
+
+def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool) -> RunResult:
+    method_cls = METHODS[cfg.method]
     params, defaults = cfg.model_dump(), default_params()
     # every input is checked before anything is written: the output folder and an existing run's records, the
     # data, the precision this machine can run, the model (files, tokenizer, weights), the data and model against
@@ -91,8 +112,10 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
     with distributed.main_first():  # a trimmed vocabulary is written once, to the cache
         model_source = prepare_model_source(cfg, marketplaces)
     tokenizer = load_tokenizer(model_source)
-    ctx = MethodContext(cfg, model_source, tokenizer, show_progress=show_progress)
-    ctx.load_base()
+    base_encoder = load_encoder(model_source)  # before the run folder is written: a broken weight file is named first
+    loaders = TableLoaders.from_config(cfg, tokenizer, shard=(distributed.rank(), distributed.world_size()))
+    ctx = MethodContext(cfg, model_source, tokenizer, show_progress=show_progress, base_encoder=base_encoder,
+                        loaders=loaders)
     prints = fingerprint(marketplaces, resolve_model_source(cfg.model_name_or_path))
     distributed.agree("data or model", prints, differences)
     distributed.barrier()  # every process has checked the folder before the main one writes it
@@ -106,22 +129,24 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
 
     names = [m.name for m in marketplaces]
     K = len(marketplaces)
-    done = len(folder.progress()["steps"])
+    progress = folder.progress()  # read once: the steps kept below and this call's own steps are what it holds
+    done = len(progress["steps"])
     if done == K:
         method = None  # finished: the metrics come from progress.json alone
     elif done:
         with distributed.main_first():  # the main process sets a damaged checkpoint aside; the others load after it
-            method, done = restore(folder, new_method)  # the last sound checkpoint (frkit/resume.py)
+            method, done = restore(folder, new_method)  # the last sound checkpoint (frkit/records/resume.py)
     else:
         method = new_method()
-    progress = folder.progress()
+    steps = progress["steps"][:done]  # restore() forgets the steps after the last sound checkpoint
     R = np.full((K, K), np.nan)
-    for s in progress["steps"]:
+    for s in steps:
         R[s["step"]] = [np.nan if x is None else x for x in s["auc_row"]]
+    trainable = {s["marketplace"]: s["trainable_params"] for s in steps}
     init_aucs = progress.get("init_aucs")
     if cfg.evaluate_unseen and init_aucs is None:
         wall, cpu = time.time(), time.process_time()
-        init_aucs = _init_aucs(ctx, cfg, marketplaces)  # every process: the scores are sharded and gathered
+        init_aucs = _init_aucs(cfg, base_encoder, loaders, model_source, marketplaces)  # every process: the scores are sharded and gathered
         if distributed.is_main():
             folder.save_init_aucs(init_aucs, {"init_seconds": time.time() - wall,
                                               "init_cpu_seconds": time.process_time() - cpu})
@@ -136,6 +161,7 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
             if t <= k or cfg.evaluate_unseen:
                 R[k, t] = roc_auc(other.test["label"], method.predict(other.test, other.name))
         row = [None if np.isnan(x) else float(x) for x in R[k]]
+        trainable[marketplace.name] = method.trainable_params
         if distributed.is_main():
             folder.save_artifacts(k, marketplace.name, method.artifacts())  # before the step is recorded
             folder.save_step(k, marketplace.name, row, {**learn_log, "learn_seconds": learn_s,
@@ -151,7 +177,7 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
 
     metrics = summarize(R, names, init_aucs)
     metrics["method"] = cfg.method
-    metrics["trainable_params"] = {s["marketplace"]: s["trainable_params"] for s in folder.progress()["steps"]}
+    metrics["trainable_params"] = trainable
     if distributed.is_main():
         folder.write_metrics(metrics, auc_matrix_frame(R, names))
     distributed.barrier()
