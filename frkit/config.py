@@ -44,6 +44,9 @@ class BaseRunConfig(BaseModel):
     seed: int = 42
     method: str = "lora"
     resume: bool = True  # continue an interrupted run folder from its last finished marketplace
+    # where the run's curves, AUC rows, metrics and params are logged (frkit/tracking/): TensorBoard event files in
+    # the run folder, an MLflow store there (the "tracking" extra), W&B (needs `wandb login`), or nowhere
+    report_to: Literal["none", "tensorboard", "mlflow", "wandb"] = "tensorboard"
     # -- data: the marketplaces, in training order --------------------------------------------
     data_source: Literal["pawsx", "stsb", "esci", "table", "hub"] = "pawsx"
     data_path: str | None = "../shared/data/pawsx/x-final"  # relative paths: from the project root (frkit/paths.py)

@@ -33,6 +33,7 @@ from frkit.models.source import prepare_model_source, resolve_model_source
 from frkit.precision import resolved_precision
 from frkit.records import RunFolder, restore
 from frkit.records.fingerprint import differences, fingerprint
+from frkit.tracking import RunTracking
 from frkit.train import predict_scores, roc_auc
 
 log = logging.getLogger(__name__)
@@ -93,11 +94,14 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
     locked: a second process on it is refused at once (frkit/records/lock.py); the lock is dropped when the run
     ends, however it ends, and a refused run leaves no folder behind."""
     folder = RunFolder(cfg.run_dir)
-    with folder.locked(take=distributed.is_main(), share=distributed.broadcast_object):
-        return _run(cfg, folder, show_progress)
+    # the tracker is checked before any data or model loads (W&B without a key fails here) and closed however the
+    # run ends, before the lock is dropped (frkit/tracking/)
+    with folder.locked(take=distributed.is_main(), share=distributed.broadcast_object), \
+            RunTracking(cfg.report_to) as tracking:
+        return _run(cfg, folder, show_progress, tracking)
 
 
-def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool) -> RunResult:
+def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool, tracking: RunTracking) -> RunResult:
     method_cls = METHODS[cfg.method]
     params, defaults = cfg.model_dump(), default_params()
     # every input is checked before anything is written: the output folder and an existing run's records, the
@@ -139,6 +143,8 @@ def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool) -> RunResul
     else:
         method = new_method()
     steps = progress["steps"][:done]  # restore() forgets the steps after the last sound checkpoint
+    if distributed.is_main() and done < K:  # one writer per run; a resumed run logs the steps it trains now
+        tracking.open(folder.path, cfg.run_name, params, names)
     R = np.full((K, K), np.nan)
     for s in steps:
         R[s["step"]] = [np.nan if x is None else x for x in s["auc_row"]]
@@ -170,6 +176,7 @@ def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool) -> RunResul
                                                          "precision": precision,
                                                          **({"processes": distributed.world_size()}
                                                             if distributed.world_size() > 1 else {})}, method)
+            tracking.step(k, marketplace.name, learn_log, row)
         distributed.barrier()  # the step is recorded before any process goes on
         log.info("after %s: %s", marketplace.name, dict(zip(names, row)))
         if torch.cuda.is_available():
@@ -180,5 +187,6 @@ def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool) -> RunResul
     metrics["trainable_params"] = trainable
     if distributed.is_main():
         folder.write_metrics(metrics, auc_matrix_frame(R, names))
+        tracking.final(metrics)
     distributed.barrier()
     return RunResult(folder.path, metrics, R)
