@@ -25,7 +25,8 @@ def test_a_changed_value_is_named_with_both_values_in_key_order():
 def test_a_key_on_one_side_only_is_a_change():
     assert params_changes({"lr": 1}, now(lr=1, new="x")) == {"new": (None, "x")}
     assert params_changes({"lr": 1, "gone": 3}, now(lr=1)) == {"gone": (3, None)}
-    assert params_changes({"lr": 1}, {"lr": 1}) == {k: (v, None) for k, v in sorted(LEGACY_VALUES.items())}
+    assert params_changes({"lr": 1}, {"lr": 1}) == {k: (v, None) for k, v in sorted(LEGACY_VALUES.items())
+                                                    if v is not None}
     assert describe_changes({"new": (None, "x")}) == "new: None -> 'x'"
 
 
@@ -48,15 +49,15 @@ def test_a_key_the_saved_params_lack_is_filled_with_its_default():
 
 
 def test_a_legacy_value_wins_over_the_default_for_a_key_the_saved_params_lack():
-    assert LEGACY_VALUES == {"parallel_pairs": "shared", "length_batching": False}
+    assert {"parallel_pairs": "shared", "length_batching": False}.items() <= LEGACY_VALUES.items()
     defaults = {"parallel_pairs": "disjoint", "length_batching": True, "lr": 0.001}
     old_run = {"lr": 0.001}  # made before parallel_pairs and length_batching existed
-    now_default = {"lr": 0.001, "parallel_pairs": "disjoint", "length_batching": True}
+    now_default = now(lr=0.001, parallel_pairs="disjoint", length_batching=True)
     assert params_changes(old_run, now_default, defaults) == {"length_batching": (False, True),
                                                               "parallel_pairs": ("shared", "disjoint")}
-    assert params_changes(old_run, {"lr": 0.001, "parallel_pairs": "shared", "length_batching": False}, defaults) == {}
+    assert params_changes(old_run, now(lr=0.001), defaults) == {}
     # recorded: the saved value counts, not the legacy one
-    assert params_changes({**old_run, "parallel_pairs": "disjoint"}, {**now_default, "length_batching": False},
+    assert params_changes({**old_run, "parallel_pairs": "disjoint"}, now(lr=0.001, parallel_pairs="disjoint"),
                           defaults) == {}
 
 
@@ -75,8 +76,7 @@ def test_run_folder_check_uses_the_same_rule(tmp_path):
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"lr": 0.001, "seed": 0, "run_name": "a"}))
     folder = RunFolder(tmp_path)
-    folder.check({"lr": 0.001, "seed": 0, "run_name": "b", "parallel_pairs": "shared", "length_batching": False},
-                 resume=True)
+    folder.check(now(lr=0.001, seed=0, run_name="b"), resume=True)
     with pytest.raises(FrkitInputError, match=r"other parameters \(lr: 0\.001 -> 0\.5, weight_decay: 0\.01 -> 0\.2\)"):
-        folder.check({"lr": 0.5, "seed": 0, "weight_decay": 0.2, **LEGACY_VALUES}, resume=True,
+        folder.check(now(lr=0.5, seed=0, weight_decay=0.2), resume=True,
                      defaults={"weight_decay": 0.01})
