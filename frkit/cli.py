@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 4
             print(f"replays within {args.tolerance:g}")
         elif args.command == "table":
-            from frkit.artifacts import load_run
+            from frkit.records import load_run
             from frkit.metrics import relative_table
 
             finals = {}
