@@ -376,7 +376,7 @@ def test_claim_verdicts_follow_the_numbers(tmp_path, tiny_params):
     assert flipped[flipped["comparison"] == "fr_lora > independent (average_auc)"].iloc[0]["verdict"] == "not reproduced"
     # the rule itself: 95% t-interval of the paired differences
     assert verdict(0.01, 0.001, 3) == "reproduced" and verdict(0.01, 0.05, 3) == "within noise"
-    assert verdict(-0.01, 0.001, 3) == "not reproduced" and verdict(0.01, float("nan"), 1) == "one run"
+    assert verdict(-0.01, 0.001, 3) == "not reproduced" and verdict(0.01, float("nan"), 1) == "one unit"
     assert verdict(-0.005, 0.001, 3, margin=0.01) == "reproduced"  # "nearly comparable": within the margin
 
 
@@ -395,8 +395,8 @@ def test_claims_count_the_pairs_on_the_claimed_side_beside_the_verdict():
     always = check(Claim("P", "T1", "a beats b", "a", "b", "average_auc"), consistent)
     assert always["agree"] == 3 and always["verdict"] == "within noise"
     table = claims_markdown(pd.DataFrame([beats, always]))
-    assert "on claimed side" in table.splitlines()[0]
-    assert [line.split("|")[-3].strip() for line in table.splitlines()[2:]] == ["2/3", "3/3"]
+    column = [c.strip() for c in table.splitlines()[0].split("|")].index("on claimed side")
+    assert [line.split("|")[column].strip() for line in table.splitlines()[2:]] == ["2/3", "3/3"]
 
 
 def test_stage_two_split_reads_the_logged_eq4_penalty_and_skips_runs_without_it(tmp_path, tiny_params):
