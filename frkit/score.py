@@ -118,8 +118,6 @@ def load_scorer(source: str | Path, marketplace: str | None = None):
 
         ex = prepare(source, marketplace)
         return ex.model, ex.tokenizer, ex.cfg.max_length, dict(ex.cfg.columns or {})
-    if marketplace is None and (source / "params.yaml").is_file() and not (source / "config.json").is_file():
-        raise FrkitInputError(f"{source} is a run folder: say which marketplace's model scores, --marketplace NAME")
     from frkit.models.encoder import check_model_folder
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -181,6 +179,9 @@ def score_file(source: str | Path, pairs_file: str | Path, out: str | Path, mark
         raise FrkitInputError(f"-o {out}: unsupported extension {out.suffix!r}; expected one of {list(OUTPUT_SUFFIXES)}")
     if batch_size < 1:
         raise FrkitInputError(f"--batch-size {batch_size}: expected a positive number")
+    source = Path(source)
+    if marketplace is None and (source / "params.yaml").is_file() and not (source / "config.json").is_file():
+        raise FrkitInputError(f"{source} is a run folder: say which marketplace's model scores, --marketplace NAME")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve_precision(precision, device)
     if marketplace is None:  # the file is checked before the (possibly slow) model is loaded
