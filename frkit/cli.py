@@ -1,5 +1,5 @@
 """Command line: ``frkit run params/x.yaml [-p key value ...]``, ``frkit prepare-model``, ``frkit sweep``, ``frkit pack``,
-``frkit notebook``, ``frkit recheck``."""
+``frkit notebook``, ``frkit recheck``, ``frkit export``, ``frkit score``."""
 from __future__ import annotations
 
 import argparse
@@ -84,6 +84,25 @@ def main(argv: list[str] | None = None) -> int:
     p_tab = add("table", help="relative-to-baseline table over finished runs")
     p_tab.add_argument("runs", nargs="+", help="run folders")
     p_tab.add_argument("--baseline", default="independent")
+    p_ex = add("export", help="write a run's marketplace model as a Hugging Face folder (transformers, "
+                              "sentence-transformers CrossEncoder; LoRA / DoRA merged)")
+    p_ex.add_argument("run_dir", help="a run folder, e.g. outputs/fr_lora")
+    p_ex.add_argument("out_dir", help="the folder to write (must not exist, or be empty, unless --overwrite)")
+    p_ex.add_argument("--marketplace", required=True, help="whose model and head to export, e.g. es")
+    p_ex.add_argument("--onnx", action="store_true", help="also write onnx/model.onnx (pip install -e \".[onnx]\")")
+    p_ex.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR once the new one is complete")
+    p_sc = add("score", help="score a CSV / TSV / Parquet / JSONL of pairs with an exported folder or a run's model")
+    p_sc.add_argument("model", help="an exported folder (frkit export), or a run folder with --marketplace")
+    p_sc.add_argument("pairs", help="pairs file with id, text_a, text_b [, label] columns (see --columns)")
+    p_sc.add_argument("-o", "--out", required=True, help="scores file (.csv, .tsv, .parquet or .jsonl)")
+    p_sc.add_argument("--marketplace", help="with a run folder: whose model and head score")
+    p_sc.add_argument("--columns", nargs="+", metavar="KEY=COLUMN",
+                      help="the file's column names, e.g. id=qid text_a=query text_b=title label=relevant "
+                           "(default: the run's columns: mapping, else id, text_a, text_b, label)")
+    p_sc.add_argument("--batch-size", type=int, default=64)
+    p_sc.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                      help="auto: bf16 autocast where the CPU / GPU runs it fast, else fp32")
+    p_sc.add_argument("--max-length", type=int, help="tokens per pair (default: the model's, as trained)")
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -142,6 +161,18 @@ def main(argv: list[str] | None = None) -> int:
                       f"(tolerance {args.tolerance:g})", file=sys.stderr)
                 return 4
             print(f"replays within {args.tolerance:g}")
+        elif args.command == "export":
+            from frkit.export import export
+
+            info = export(args.run_dir, args.marketplace, args.out_dir, onnx=args.onnx, overwrite=args.overwrite)
+            print(f"exported: {args.out_dir} (method {info['method']}, marketplace {info['marketplace']}, "
+                  f"max |logit diff| vs frkit {info['max_abs_logit_diff']:.2e}, test AUC {info['test_auc']})")
+        elif args.command == "score":
+            from frkit.score import score_file
+
+            result = score_file(args.model, args.pairs, args.out, marketplace=args.marketplace, columns=args.columns,
+                                batch_size=args.batch_size, precision=args.precision, max_length=args.max_length)
+            print(f"scored: {len(result)} pairs -> {args.out}")
         elif args.command == "table":
             from frkit.records import load_run
             from frkit.metrics import relative_table
