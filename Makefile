@@ -10,7 +10,7 @@ PARAMS ?= params/demo.yaml
 # then already satisfied, so pip never pulls the registry's CUDA build.
 install:
 	$(PYTHON) -m pip install -q "torch==2.13.0"
-	$(PYTHON) -m pip install -q -e ".[test,cluster,tracking]"
+	$(PYTHON) -m pip install -q -e ".[test,cluster,tracking,onnx]"
 
 # The browser tests drive the system Chromium (Debian packages chromium, chromium-driver). Installed here where
 # this is root with apt; elsewhere the tests skip, saying why.
