@@ -100,8 +100,7 @@ def check_exportable(params: dict, marketplace: str, where: str) -> None:
 
 
 def _load_method(run_dir: Path):
-    # TODO(merge): this logic moves to frkit/reload.py (entry layer); imported from reports for now
-    from frkit.reports.reload import load_method
+    from frkit.reload import load_method
 
     return load_method(run_dir)
 
@@ -180,7 +179,7 @@ def to_sequence_classifier(encoder: nn.Module, head: nn.Linear, method: str = "?
 
 def prepare(run_dir: str | Path, marketplace: str) -> Exportable:
     """Load the run's method and build ``marketplace``'s model as an HF sequence classifier (in memory)."""
-    from frkit.artifacts import load_run
+    from frkit.records import load_run
     from frkit.models.cross_encoder import CrossEncoder
 
     run_dir = Path(run_dir)
@@ -319,7 +318,7 @@ def export(run_dir: str | Path, marketplace: str, out_dir: str | Path, onnx: boo
     from sklearn.metrics import roc_auc_score
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from frkit.artifacts import git_revision
+    from frkit.records import git_revision
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     _check_out_dir(out_dir, overwrite)

@@ -8,7 +8,7 @@ import torch
 from frkit.config import make_config
 from frkit.reports.fisher import downsample, split_key, topk_overlap
 from frkit.reports.projection import auc_with_and_without_projection, projection_table
-from frkit.reports.reload import load_method
+from frkit.reload import load_method
 from frkit.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]

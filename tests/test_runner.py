@@ -68,7 +68,7 @@ def _base_view(encoder) -> dict:
 
 @pytest.mark.parametrize("method", ["lora", "prefix", "adapter_fusion"])
 def test_adapter_methods_do_not_touch_the_base(method, tiny_params, tiny_model_dir):
-    from frkit.reports.reload import load_method
+    from frkit.reload import load_method
 
     cfg = make_config(tiny_params(method=method, run_name=f"{method}_base"))
     result = run(cfg, show_progress=False)

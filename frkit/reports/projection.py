@@ -15,7 +15,7 @@ from frkit.core.lora_delta import lora_factors
 from frkit.core.projection import principal_angles, projection_residual
 from frkit.errors import FrkitInputError
 from frkit.reports.fisher import split_key
-from frkit.reports.reload import load_method
+from frkit.reload import load_method
 
 
 def projection_table(method) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Reload a finished (or partial) run's method from its latest checkpoint, for analysis: nothing trains here."""
+"""A run's method reloaded from its latest checkpoint (notebooks 03-05, frkit export): nothing trains here."""
 from __future__ import annotations
 
 from pathlib import Path
