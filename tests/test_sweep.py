@@ -92,6 +92,53 @@ def test_sweep_runs_every_seed_and_summarises_mean_and_std(tmp_path, tiny_params
         ["params.yaml", "environment.json", "metrics.json", "auc_matrix.csv", "progress.json", "checksums.json"])
 
 
+def test_a_sweep_prints_a_line_per_finished_run_and_k_of_n_with_an_eta(tmp_path, tiny_params, capsys):
+    """Stdout not a terminal (capsys, as a log file): a plain line per finished run and per update of the bar, the
+    estimate from the first finished run on; the runs' own logs go to their log files, not to the sweep's output."""
+    path = write_sweep(tmp_path, tiny_params(epochs=1), {
+        "name": "s", "runs": {"seq": {"method": "sequential"}, "lora": {"method": "lora"}}})
+    run_sweep(path)
+    out = capsys.readouterr().out
+    bars = [line for line in out.splitlines() if re.match(r"== s: \d/2 runs \[", line)]
+    assert len(bars) == 2, out
+    assert re.search(r"^== s: 1/2 runs \[#{10}\.{10}\] 50%, elapsed \d:\d\d:\d\d, ETA \d:\d\d:\d\d$", bars[0]), bars
+    assert bars[1].startswith("== s: 2/2 runs [####################] 100%, elapsed") and bars[1].endswith("done")
+    assert re.search(rf"^== seq \[{ORDER}\] seed 0: done in \d:\d\d:\d\d$", out, re.M), out
+    assert "epoch" not in out and "after en" not in out  # the run's progress stays in its log
+    assert "after en" in (tmp_path / "outputs" / "s" / "seq" / ORDER / "seed0.log").read_text()
+
+
+def test_the_estimate_uses_the_labels_own_recorded_times_else_all():
+    from frkit.sweep.progress import duration, estimate_left
+
+    known = {"a": [10.0, 20.0], "b": [60.0]}
+    assert estimate_left(["a", "a", "b", "c"], known) == 15 + 15 + 60 + 30  # c: none recorded, the mean of all
+    assert estimate_left(["a", "b"], known, parallel=3) == 25
+    assert estimate_left(["a"], {}) is None and estimate_left([], {}) == 0
+    assert duration(3725.4) == "1:02:05"
+
+
+def test_in_a_terminal_the_bar_redraws_in_place_below_the_run_lines(tmp_path):
+    import io
+
+    from frkit.sweep.progress import SweepProgress
+    from frkit.sweep.spec import RunKey
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    keys = [RunKey("a", ("en", "es"), seed) for seed in (0, 1)]
+    folder = write_result(tmp_path / "results", "a", 0, {"en": 0.7, "es": 0.7}, order=("en", "es"), seconds=10.0)
+    screen, now = Terminal(), [0.0]
+    progress = SweepProgress("s", [(k, None) for k in keys], parallel=1, stream=screen, clock=lambda: now[0])
+    now[0] = 30.0
+    progress.finished(keys[0], folder)  # recorded 2 x (10 + 1) s: the other run of label a is estimated at 22 s
+    assert "== a [en-es] seed 0: done in 0:00:22\n" in screen.getvalue()
+    assert "\r== s: 1/2 runs |" in screen.getvalue() and "elapsed 0:00:30, ETA 0:00:22" in screen.getvalue()
+    progress.close()
+
+
 def test_parallel_jobs_match_serial(tmp_path, tiny_params):
     runs = {"seq": {"method": "sequential"}, "lora": {"method": "lora"}}
     folders = {}

@@ -6,6 +6,7 @@ local     the local executor: runs one after another, or ``jobs`` at once in spa
 ray       the Ray executor: a task per run on a cluster (Ray is optional: ``pip install -e ".[cluster]"``)
 export    a finished run into the results folder with its sha256 manifest; kept results checked
 run       ``run_sweep``: what is left to train, in order, on the chosen executor
+progress  what a sweep prints while it trains: a line per finished run, a bar over its runs with the time left
 
 The summary of a results folder is the reports' (``frkit.reports.summary``): nothing here imports the reports.
 """

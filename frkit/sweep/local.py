@@ -12,25 +12,34 @@ import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from frkit.sweep.export import export_run
+from frkit.sweep.progress import SweepProgress
 from frkit.sweep.spec import Sweep
-from frkit.sweep.worker import log_path, run_in_process
+from frkit.sweep.worker import log_path, logs_to, run_in_process
 
 
-def run_local(sweep: Sweep, todo: list, jobs: int = 1) -> None:
-    """Train every (key, cfg) of ``todo`` here and export each finished run to the sweep's results folder."""
+def run_local(sweep: Sweep, todo: list, jobs: int = 1, progress: SweepProgress | None = None) -> None:
+    """Train every (key, cfg) of ``todo`` here and export each finished run to the sweep's results folder; each
+    finished run is a line and a step of ``progress`` (frkit/sweep/progress.py), its own log beside its folder."""
+    progress = progress or SweepProgress(sweep.name, todo, parallel=jobs)
     if jobs > 1:
-        run_parallel(sweep, todo, jobs)
+        run_parallel(sweep, todo, jobs, progress)
         return
     # the model stack loads only when a run trains here, not where a sweep is validated or summarised
     from frkit.runner import run
 
     for key, cfg in todo:
-        print(f"== {key}", flush=True)
-        run(cfg)
+        progress.write(f"== {key}: training, log in {log_path(cfg)}")
+        try:
+            with logs_to(log_path(cfg)):
+                run(cfg, show_progress=False)
+        except BaseException as err:  # the sweep stops at the first failed run, as before; the line says which
+            progress.finished(key, cfg.run_dir, error=f"{type(err).__name__}: {err}".splitlines()[0])
+            raise
         export_run(cfg.run_dir, sweep.result_folder(key))
+        progress.finished(key, cfg.run_dir)
 
 
-def run_parallel(sweep: Sweep, todo: list, jobs: int) -> None:
+def run_parallel(sweep: Sweep, todo: list, jobs: int, progress: SweepProgress) -> None:
     """``jobs`` runs at a time, each in its own spawned process; the failures are raised together at the end."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     failed = []
@@ -39,14 +48,13 @@ def run_parallel(sweep: Sweep, todo: list, jobs: int) -> None:
     try:
         futures = {pool.submit(run_in_process, ctx, key, cfg, threads): (key, cfg) for key, cfg in todo}
         for key, cfg in todo:
-            print(f"== {key}: log in {log_path(cfg)}", flush=True)
+            progress.write(f"== {key}: log in {log_path(cfg)}")
         for future in as_completed(futures):
             key, cfg = futures[future]
             error = future.result()
             if not error:
                 export_run(cfg.run_dir, sweep.result_folder(key))
-            reason = f"failed: {error.strip().splitlines()[-1]}" if error else "done"
-            print(f"== {key}: {reason}", flush=True)
+            progress.finished(key, cfg.run_dir, error)
             if error:
                 failed.append(f"{key}:\n{error}")
     except BaseException:

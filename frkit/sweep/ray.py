@@ -18,6 +18,7 @@ from pathlib import Path
 
 from frkit.errors import FrkitInputError
 from frkit.sweep.export import export_run
+from frkit.sweep.progress import SweepProgress
 from frkit.sweep.spec import Sweep
 from frkit.sweep.worker import log_path, run_in_worker
 
@@ -65,10 +66,11 @@ def _reachable(address: str) -> None:
                               "the head shows it), or leave --address out to start a local Ray instance") from None
 
 
-def run_on_ray(sweep: Sweep, todo: list, address: str | None) -> None:
+def run_on_ray(sweep: Sweep, todo: list, address: str | None, progress: SweepProgress | None = None) -> None:
     """Submit every (key, cfg) of ``todo`` as a task, stream progress until all are done, export finished runs.
     The task is the local executor's worker body (which writes the pid beside the log)."""
     ray = connect(address)
+    progress = progress or SweepProgress(sweep.name, todo, parallel=parallel_runs(ray, sweep, todo))
     remote = ray.remote(max_retries=RETRIES, retry_exceptions=False)(run_in_worker)
     refs = {}
     for key, cfg in todo:
@@ -77,15 +79,15 @@ def run_on_ray(sweep: Sweep, todo: list, address: str | None) -> None:
         ref = remote.options(num_cpus=need["num_cpus"], num_gpus=need["num_gpus"],
                              name=f"frkit {key}").remote(cfg.model_dump(), threads, str(log_path(cfg)))
         refs[ref] = (key, cfg)
-        print(f"== {key}: submitted to Ray ({need['num_cpus']} CPU, {need['num_gpus']} GPU), log in "
-              f"{log_path(cfg)}", flush=True)
+        progress.write(f"== {key}: submitted to Ray ({need['num_cpus']} CPU, {need['num_gpus']} GPU), log in "
+                       f"{log_path(cfg)}")
     seen = {key: 0 for key, _ in todo}
     failed = []
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
         for key, cfg in refs.values():
-            seen[key] = _report_steps(key, cfg.run_dir, seen[key])
+            seen[key] = _report_steps(key, cfg.run_dir, seen[key], progress.write)
         for ref in done:
             key, cfg = refs[ref]
             try:
@@ -94,14 +96,21 @@ def run_on_ray(sweep: Sweep, todo: list, address: str | None) -> None:
                 error = f"{type(err).__name__}: {err}"
             if not error:
                 export_run(cfg.run_dir, sweep.result_folder(key))
-            print(f"== {key}: {'failed: ' + error.strip().splitlines()[-1] if error else 'done'}", flush=True)
+            progress.finished(key, cfg.run_dir, error)
             if error:
                 failed.append(f"{key}:\n{error}")
     if failed:
         raise RuntimeError("sweep runs failed on Ray (finished runs are kept):\n" + "\n".join(failed))
 
 
-def _report_steps(key, run_dir: Path, already: int) -> int:
+def parallel_runs(ray, sweep: Sweep, todo: list) -> int:
+    """How many of ``todo``'s tasks the cluster runs at once, by CPUs (for the sweep's estimate of time left)."""
+    cpus = ray.cluster_resources().get("CPU", 1)
+    need = max((sweep.resources[key]["num_cpus"] for key, _ in todo), default=1) or 1
+    return max(1, int(cpus // need))
+
+
+def _report_steps(key, run_dir: Path, already: int, write=print) -> int:
     """Print the marketplaces ``run_dir`` finished since the last look; the count now."""
     try:
         steps = json.loads((run_dir / "progress.json").read_text())["steps"]
@@ -109,5 +118,5 @@ def _report_steps(key, run_dir: Path, already: int) -> int:
         return already
     for s in steps[already:]:
         row = ", ".join(f"{x:.3f}" if isinstance(x, float) else "-" for x in s["auc_row"])
-        print(f"== {key}: {s['marketplace']} learned ({time.strftime('%H:%M:%S')}), AUC row [{row}]", flush=True)
+        write(f"== {key}: {s['marketplace']} learned ({time.strftime('%H:%M:%S')}), AUC row [{row}]")
     return max(already, len(steps))

@@ -14,8 +14,10 @@ from pathlib import Path
 from frkit.errors import FrkitInputError
 from frkit.sweep.export import check_results_match, export_run, is_finished
 from frkit.sweep.local import run_local
-from frkit.sweep.ray import connect, run_on_ray
+from frkit.sweep.progress import SweepProgress
+from frkit.sweep.ray import connect, parallel_runs, run_on_ray
 from frkit.sweep.spec import Sweep, load_sweep
+from frkit.tracking import check_tracker
 
 EXECUTORS = ("local", "ray")
 
@@ -59,10 +61,19 @@ def run_sweep(path: str | Path, only: list[str] | None = None, overrides: dict |
             export_run(cfg.run_dir, sweep.result_folder(key))  # finished earlier, not yet exported
             continue
         pending.append((key, cfg))
+    for report_to in sorted({cfg.report_to for _, cfg in pending}):
+        check_tracker(report_to)  # W&B without a key fails now, not in every run
     print(f"== {sweep.name}: {len(todo) - len(pending)} of {len(todo)} runs already have results; "
           f"{len(pending)} to train", flush=True)
-    if executor == "ray":
-        run_on_ray(sweep, pending, address)
-    else:
-        run_local(sweep, pending, jobs)
+    # the estimate of time left starts from the recorded times of every run of the sweep with results
+    finished = [(key, sweep.result_folder(key)) for key in sweep.configs if is_finished(sweep.result_folder(key))]
+    parallel = parallel_runs(connect(address), sweep, pending) if executor == "ray" else jobs
+    progress = SweepProgress(sweep.name, pending, finished, parallel=parallel)
+    try:
+        if executor == "ray":
+            run_on_ray(sweep, pending, address, progress)
+        else:
+            run_local(sweep, pending, jobs, progress)
+    finally:
+        progress.close()
     return sweep

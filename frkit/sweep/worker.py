@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from frkit import atomic
@@ -31,22 +32,47 @@ def run_in_worker(values: dict, threads: int, log_file: str) -> str | None:
 
     torch.set_num_threads(threads)
     cfg = make_config(values)
+    with logs_to(log_file):
+        try:
+            run(cfg, show_progress=False)
+            return None
+        except BaseException:  # noqa: BLE001 - reported to the parent, which decides
+            error = traceback.format_exc()
+            logging.getLogger(__name__).error("run failed:\n%s", error)  # kept in the run's log
+            return error
+
+
+def _nothing(record: logging.LogRecord) -> bool:
+    return False
+
+
+@contextmanager
+def logs_to(log_file: str | Path):
+    """For the block, the process's log records go to ``log_file`` (its pid beside it) and to no other handler of
+    the root logger: a run trained in the sweep's own process (``--jobs 1``) keeps its epochs in its log, as a run
+    in a process of its own does, and the sweep's output holds only the sweep's lines and bar."""
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(Path(log_file).with_suffix(".pid"), f"{os.getpid()}\n")
+    root = logging.getLogger()
+    others = list(root.handlers)
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
+    level = root.level
+    for other in others:
+        other.addFilter(_nothing)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
     try:
-        run(cfg, show_progress=False)
-        return None
-    except BaseException:  # noqa: BLE001 - reported to the parent, which decides
-        error = traceback.format_exc()
-        logging.getLogger(__name__).error("run failed:\n%s", error)  # kept in the run's log
-        return error
+        yield
+    except BaseException:
+        logging.getLogger(__name__).exception("run failed")  # the traceback stays in the run's log
+        raise
     finally:
-        logging.getLogger().removeHandler(handler)
+        root.removeHandler(handler)
         handler.close()
+        root.setLevel(level)
+        for other in others:
+            other.removeFilter(_nothing)
 
 
 def run_in_process(ctx, key, cfg, threads: int) -> str | None:
