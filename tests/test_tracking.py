@@ -130,3 +130,13 @@ def test_wandb_not_installed_says_how_to_install_it(tiny_params, tmp_path, monke
     _nothing_may_load(monkeypatch)
     with pytest.raises(FrkitInputError, match=r"needs the wandb package.*pip install wandb.*report_to tensorboard"):
         run(make_config(tiny_params(report_to="wandb")), show_progress=False)
+
+
+def test_wandb_offline_logs_into_the_run_folder(tiny_params, monkeypatch):
+    """W&B's own offline mode (no account): the run's W&B files go into the run folder, under a run id fixed by it."""
+    pytest.importorskip("wandb", reason="W&B is not installed: pip install wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    result = run(make_config(tiny_params(method="sequential", epochs=1, report_to="wandb")), show_progress=False)
+    runs = list((result.run_dir / "wandb").glob("offline-run-*-frkit-*/run-frkit-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0

@@ -65,7 +65,7 @@ class RunTracking:
         self.writer = None
         self.names: list[str] = []
 
-    def __enter__(self) -> "RunTracking":
+    def __enter__(self) -> RunTracking:
         return self
 
     def open(self, run_dir: Path, run_name: str, params: dict, names: list[str]) -> None:
