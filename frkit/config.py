@@ -70,6 +70,9 @@ class BaseRunConfig(BaseModel):
     trim_vocab: bool = True  # keep only embedding rows the configured data uses (same tokenisation)
     max_length: int = Field(128, ge=8)
     pooling: Literal["cls", "mean"] = "cls"
+    # a new marketplace's head (issue 30): "fresh" random init; "previous": a copy of the last marketplace's head;
+    # "shared": one head for every marketplace. Methods that cannot take one refuse it (Method.head_inits)
+    head_init: Literal["fresh", "previous", "shared"] = "fresh"
     # -- the one training loop --------------------------------------------------------------------
     # defaults: FR-LoRA section 5.1 (AdamW, 5e-5 full model / 3e-4 PEFT, batch 128, 25 epochs, patience 3)
     lr: float = Field(5e-5, gt=0)  # full-parameter training (and FR-LoRA / EWC Stage I)

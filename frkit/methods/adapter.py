@@ -32,7 +32,7 @@ class AdapterMethodBase(Method):
         """Eq. 6: a fresh adapter for the new language (+ its head); base and older adapters frozen."""
         name = marketplace.name
         self.stack.add_adapter(name)
-        self.model.add_head(name)
+        self.add_head(self.model, name)
         self.stack.set_active([name])
         self.stack.freeze_all_but(adapters=[name])
         params = self.stack.adapter_parameters(name) + list(self.model.heads[name].parameters())
@@ -86,8 +86,11 @@ class AdapterMethodBase(Method):
         super().load(folder)
         self.model = self.ctx.new_model()
         self.stack = AdapterStack.load(self.model.encoder, folder / "adapters")
-        for name in json.loads((folder / "heads.json").read_text()):
+        for name in json.loads((folder / "heads.json").read_text()):  # the real heads, not a shared head's aliases
             self.model.add_head(name)
+        if self.cfg.head_init == "shared":
+            for name in self.learned:
+                self.add_head(self.model, name, rebuild=True)
         self.model.heads.load_state_dict(load_file(str(folder / "heads.safetensors"), device=str(self.ctx.device)))
         self.model.to(self.ctx.device)
 

@@ -21,6 +21,8 @@ SHARED_HEAD = "fusion"
 @register
 class AdapterFusionAll(AdapterMethodBase):
     name = "adapter_fusion"
+    head_inits = ("fresh",)
+    head_init_refusal = "its fusion stage already scores every marketplace with one head, retrained at every step"
 
     def fusion_name(self, k: int) -> str:
         return f"fusion_{k}"

@@ -86,6 +86,9 @@ class Method:
 
     name: ClassVar[str]
     option_groups: ClassVar[tuple[type[BaseModel], ...]] = ()
+    # the ``head_init`` settings this method honours (issue 30) and, for the others, why it refuses them
+    head_inits: ClassVar[tuple[str, ...]] = ("fresh", "previous", "shared")
+    head_init_refusal: ClassVar[str] = ""
 
     def __init__(self, cfg, ctx: MethodContext):
         self.cfg = cfg
@@ -96,8 +99,12 @@ class Method:
     @classmethod
     def check_options(cls, cfg) -> list[str]:
         """Problems across option keys (e.g. a rank above another key's rank), each naming its key; checked by
-        ``make_config`` before anything runs. Single keys are checked by their pydantic fields."""
-        return []
+        ``make_config`` before anything runs. Single keys are checked by their pydantic fields. A subclass that
+        adds checks extends ``super().check_options(cfg)``."""
+        if cfg.head_init in cls.head_inits:
+            return []
+        return [f"key 'head_init': method {cls.name!r} cannot take {cfg.head_init!r} "
+                f"(it takes {list(cls.head_inits)}): {cls.head_init_refusal}"]
 
     # -- protocol ---------------------------------------------------------------------------------
     def learn(self, step: int, marketplace: Marketplace, seen: list[Marketplace]) -> dict:
@@ -122,6 +129,19 @@ class Method:
         return {}
 
     # -- shared helpers -----------------------------------------------------------------------------
+    def add_head(self, model: CrossEncoder, name: str, rebuild: bool = False) -> nn.Module:
+        """Marketplace ``name``'s head on ``model``, as ``head_init`` says: ``fresh`` (a new random head, the kit's
+        behaviour before the key), ``previous`` (a copy of the last learned marketplace's head: the task is the same
+        in every marketplace, so the new head starts from a relevance direction the encoder already serves) or
+        ``shared`` (``name`` scores through the one head every marketplace trains). ``rebuild``: re-creating the
+        structure before a checkpoint is loaded, where only sharing matters (the weights come from the file)."""
+        init = self.cfg.head_init
+        if init == "shared":
+            return model.add_head(name, share=True)
+        if init == "previous" and self.learned and not rebuild:
+            return model.add_head(name, init_from=self.learned[-1])
+        return model.add_head(name)
+
     def scoring_name(self, name: str) -> str:
         """Marketplaces not learned yet are scored with the latest marketplace's head (forward transfer)."""
         return name if name in self.learned else self.learned[-1]

@@ -174,6 +174,9 @@ class DyToxModel(nn.Module):
 class DyTox(Method):
     name = "dytox"
     option_groups = (DyToxOptions,)
+    head_inits = ("fresh",)
+    head_init_refusal = ("its task-specific classifiers (one per marketplace, beside its task tokens, scored together "
+                         "class-incrementally) are part of DyTox's architecture, not CrossEncoder heads")
 
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)

@@ -76,7 +76,7 @@ class EwcBase(Method):
     def train_base_with_ewc(self, step, marketplace):
         """Eq. 2: L_task + 1{t>1} lambda/2 sum_i F_i (theta_i - theta*_i)^2, base weights and the new head."""
         name = marketplace.name
-        self.model.add_head(name)
+        self.add_head(self.model, name)
         base = base_parameters(self.model.encoder)
         params = list(base.values()) + list(self.model.heads[name].parameters())
         freeze_all_but(self.model, params)
@@ -134,7 +134,7 @@ class EwcBase(Method):
 
     def rebuild_structure(self):
         for name in self.learned:
-            self.model.add_head(name)
+            self.add_head(self.model, name, rebuild=True)
 
 
 @register

@@ -178,6 +178,11 @@ class MaskedAdapter(nn.Module):
 class Hat(Method):
     name = "hat"
     option_groups = (AdapterOptions, HatOptions)
+    # a head shared across marketplaces would keep training after its older tasks' units are masked off, so HAT's
+    # guarantee (an older task's outputs no longer change) would fail at the head: the task-incremental setting of
+    # HAT, B-CL and CTR has a head per task
+    head_inits = ("fresh", "previous")
+    head_init_refusal = "HAT (and B-CL, CTR) protects older tasks by masks and keeps a head per task (task-incremental)"
 
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)
@@ -203,10 +208,10 @@ class Hat(Method):
 
         self.model.encoder.register_forward_pre_hook(keep_attention_mask, with_kwargs=True)
 
-    def add_task(self, name: str) -> None:
+    def add_task(self, name: str, rebuild: bool = False) -> None:
         for module in self.modules:
             module.add_task(name)
-        self.model.add_head(name)
+        self.add_head(self.model, name, rebuild=rebuild)
 
     # HAT's training -----------------------------------------------------------------------------
     def older_masks(self) -> list[dict[str, torch.Tensor]] | None:
@@ -308,7 +313,7 @@ class Hat(Method):
         super().load(folder)
         self.build()
         for name in self.learned:
-            self.add_task(name)
+            self.add_task(name, rebuild=True)
         device = str(self.ctx.device)
         state = load_file(str(folder / "hat_modules.safetensors"), device=device)
         for i, m in enumerate(self.modules):

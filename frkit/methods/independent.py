@@ -13,6 +13,8 @@ from frkit.methods.base import Method, fit_log, load_module, save_module
 @register
 class Independent(Method):
     name = "independent"
+    head_inits = ("fresh",)
+    head_init_refusal = "it trains a separate model per marketplace from the base, with no transfer by design"
 
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)

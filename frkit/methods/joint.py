@@ -18,6 +18,8 @@ HEAD = "joint"
 @register
 class Joint(Method):
     name = "joint"
+    head_inits = ("fresh",)
+    head_init_refusal = "it retrains from the base at every step and already scores every marketplace with one head"
 
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)

@@ -31,7 +31,7 @@ class PeftPerMarketplace(Method):
     def learn(self, step, marketplace, seen):
         name = marketplace.name
         self.model.encoder = add_adapter(self.model.encoder, name, self.adapter_config())
-        self.model.add_head(name)
+        self.add_head(self.model, name)
         params = adapter_parameters(self.model.encoder, name) + list(self.model.heads[name].parameters())
         freeze_all_but(self.model, params)
         result = self.train(self.model, params, marketplace, name, self.cfg.adapter_lr, step)
@@ -51,7 +51,7 @@ class PeftPerMarketplace(Method):
         super().load(folder)
         self.model.encoder = load_adapters(self.model.encoder, folder / "adapters").to(self.ctx.device)
         for name in self.learned:
-            self.model.add_head(name)
+            self.add_head(self.model, name, rebuild=True)
         self.model.heads.load_state_dict(load_file(str(folder / "heads.safetensors"), device=str(self.ctx.device)))
 
 

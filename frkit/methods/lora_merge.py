@@ -51,7 +51,7 @@ class LoraMerge(Lora):
 
     @classmethod
     def check_options(cls, cfg) -> list[str]:
-        problems = []
+        problems = super().check_options(cfg)
         w = cfg.merge_weights
         if w is not None and len(w) != len(cfg.marketplaces):  # each weight >= 0: its field
             problems.append(f"key 'merge_weights': one weight per marketplace expected, got {len(w)} weights "

@@ -32,7 +32,7 @@ class LoraStacking(Lora):
     def learn(self, step, marketplace, seen):
         name = marketplace.name
         self.model.encoder = add_adapter(self.model.encoder, name, self.adapter_config())
-        self.model.add_head(name)
+        self.add_head(self.model, name)
         self.activate(self.learned + [name])
         params = adapter_parameters(self.model.encoder, name) + list(self.model.heads[name].parameters())
         freeze_all_but(self.model, params)  # after activate(): peft marks every active adapter trainable

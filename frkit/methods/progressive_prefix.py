@@ -70,7 +70,7 @@ class ProgressivePrefix(Method):
     def learn(self, step, marketplace, seen):
         name, c = marketplace.name, self.cfg
         prefix = self.encoder.add_prefix(name, c.prefix_tokens, c.prefix_projection, c.prefix_projection_hidden)
-        self.model.add_head(name)
+        self.add_head(self.model, name)
         self.encoder.active = self.learned + [name]
         params = list(prefix.parameters()) + list(self.model.heads[name].parameters())
         freeze_all_but(self.model, params)
@@ -96,5 +96,5 @@ class ProgressivePrefix(Method):
             prefix = self.encoder.add_prefix(name, tables[name].shape[0])  # the folded table
             prefix.embedding.weight.data.copy_(tables[name])
             prefix.embedding.weight.requires_grad_(False)
-            self.model.add_head(name)
+            self.add_head(self.model, name, rebuild=True)
         self.model.heads.load_state_dict(load_file(str(folder / "heads.safetensors"), device=device))

@@ -20,7 +20,7 @@ class Sequential(Method):
         self.model = ctx.new_model()
 
     def learn(self, step, marketplace, seen):
-        self.model.add_head(marketplace.name)
+        self.add_head(self.model, marketplace.name)
         params = list(self.model.encoder.parameters()) + list(self.model.heads[marketplace.name].parameters())
         result = self.train(self.model, params, marketplace, marketplace.name, self.cfg.lr, step)
         self.learned.append(marketplace.name)
@@ -36,5 +36,5 @@ class Sequential(Method):
     def load(self, folder: Path):
         super().load(folder)
         for name in self.learned:
-            self.model.add_head(name)
+            self.add_head(self.model, name, rebuild=True)
         load_module(self.model, folder / "model.safetensors")

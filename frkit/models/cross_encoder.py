@@ -9,6 +9,25 @@ from torch import nn
 from frkit.core.fp32 import full_precision
 
 NUM_CLASSES = 2  # relevant / not relevant; softmax keeps the true Fisher exact for two classes
+SHARED_HEAD = "shared"  # the one head's key when every marketplace shares it (``head_init: shared``)
+
+
+class Heads(nn.ModuleDict):
+    """The heads by name, where a marketplace may be an alias of another head (``aliases``: name -> head key).
+
+    Why aliases and not a second module: every method keys heads by marketplace (``heads[name]``, ``head=name``),
+    and a shared head must stay one set of parameters (one entry in ``state_dict`` and the optimiser), so sharing is
+    a lookup, not a copy. Iterating, ``len`` and ``state_dict`` see the real heads only."""
+
+    def __init__(self):
+        super().__init__()
+        self.aliases: dict[str, str] = {}
+
+    def __getitem__(self, key: str) -> nn.Module:
+        return super().__getitem__(self.aliases.get(key, key))
+
+    def __contains__(self, key: str) -> bool:
+        return super().__contains__(self.aliases.get(key, key))
 
 
 class CrossEncoder(nn.Module):
@@ -23,9 +42,18 @@ class CrossEncoder(nn.Module):
         self.encoder = encoder
         self.hidden_size = hidden_size
         self.pooling = pooling
-        self.heads = nn.ModuleDict()
+        self.heads = Heads()
 
-    def add_head(self, name: str, init_from: str | None = None) -> nn.Linear:
+    def add_head(self, name: str, init_from: str | None = None, share: bool = False) -> nn.Linear:
+        """A new head for ``name``: freshly initialised, or a copy of head ``init_from``'s weights; with ``share``,
+        ``name`` scores through the one shared head (``SHARED_HEAD``, made on the first call)."""
+        if share:
+            if SHARED_HEAD not in self.heads._modules:
+                device = next(self.encoder.parameters()).device
+                self.heads[SHARED_HEAD] = nn.Linear(self.hidden_size, NUM_CLASSES).to(device)
+            if name != SHARED_HEAD:
+                self.heads.aliases[name] = SHARED_HEAD
+            return self.heads[SHARED_HEAD]
         head = nn.Linear(self.hidden_size, NUM_CLASSES)
         if init_from is not None:
             head.load_state_dict(self.heads[init_from].state_dict())
