@@ -158,7 +158,7 @@ def test_existing_output_is_kept_unless_overwrite_and_never_half_written(tmp_pat
         export(run_dir, "es", out)
     assert (out / "keep.txt").read_text() == "mine"
     # a failure while writing (here: the parity check) leaves the old folder as it was and no temp folder
-    import frkit.export as ex
+    import frkit.export.folder as ex  # where export() reads it (patching the package's re-export would not reach it)
 
     monkeypatch.setattr(ex, "PARITY_TOLERANCE", -1.0)
     with pytest.raises(FrkitInputError, match="logits differ"):
