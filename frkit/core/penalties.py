@@ -9,6 +9,7 @@ penalised tensors, not ~4 kernels and temporaries per parameter tensor each way.
 from __future__ import annotations
 
 import weakref
+import zlib
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -18,6 +19,7 @@ from torch import Tensor
 from frkit.core.fp32 import full_precision
 
 CARRY_MODES = ("latest", "accumulate", "average")
+FR_WEIGHTINGS = ("fisher", "uniform", "shuffled")
 
 
 def ewc_penalty(
@@ -47,6 +49,50 @@ def fr_inverse_fisher(fisher: Mapping[str, Tensor], eps: float, names=None) -> d
     names = list(fisher) if names is None else list(names)
     _require(names, fisher=fisher)
     return {n: torch.reciprocal(fisher[n].detach() + eps) for n in names}
+
+
+def fr_uniform_weights(inv_fisher: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Mechanism control for Eq. 4 (issue 29): each matrix's weights 1/(F+eps) replaced by their mean over that matrix.
+
+    The penalty becomes a plain L2 brake (beta/2) sum_n c_n ||Delta W_n||^2 of *equal total strength*: for every
+    adapted matrix n, sum_ij c_n = sum_ij 1/((F_n)_ij + eps), so each matrix's weights add up to what Eq. 4's do. Why
+    the sum (mean) of the weights and not 1/(mean F + eps), the issue's "beta x mean Fisher" taken literally: for an
+    update with the same squared size everywhere (Delta W_ij^2 = d^2, or any update whose entries are exchangeable,
+    in expectation) the penalty is (beta/2) d^2 sum_ij w_ij, so equal sums keep the penalty's total the same from
+    the first step on, and the control changes only *where* the brake acts. 1/(mean F + eps) is, by Jensen, at most
+    that mean (far less where F < eps for many weights, which Eq. 4 weighs by 1/eps), so it would change strength and
+    placement at once. Per matrix, not over all of them, for the same reason: the shuffled control keeps each
+    matrix's weights too, so uniform, shuffled and Fisher differ in the placement inside a matrix only.
+    Constant (no gradient), the dtype of the weights; the mean is taken in float64."""
+    return {n: torch.full_like(w, float(w.detach().double().mean())) for n, w in inv_fisher.items()}
+
+
+def fr_shuffled_weights(inv_fisher: Mapping[str, Tensor], seed: int) -> dict[str, Tensor]:
+    """Mechanism control for Eq. 4 (issue 29): each matrix's weights 1/(F+eps) permuted within that matrix.
+
+    The same values (each matrix keeps its multiset of weights, hence its sum, mean and spread) in the wrong places:
+    if the Fisher *placement* is what helps, this control loses it; if any brake of that strength does, it does not.
+    The permutation of matrix ``n`` is seeded by ``seed`` and the name (CRC-32), so it does not depend on the order
+    of the mapping and differs between matrices of equal shape; drawn on the CPU, so it is the same on every device.
+    """
+    out = {}
+    for n, w in inv_fisher.items():
+        generator = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(n.encode())) % 2**63)
+        order = torch.randperm(w.numel(), generator=generator).to(w.device)
+        out[n] = w.detach().reshape(-1)[order].reshape(w.shape)
+    return out
+
+
+def fr_weights(inv_fisher: Mapping[str, Tensor], weighting: str, seed: int = 0) -> dict[str, Tensor]:
+    """The weights Eq. 4 applies: ``"fisher"`` (DEFAULT) 1/(F+eps) as they are (the dict is returned unchanged),
+    or a control (``fr_uniform_weights``, ``fr_shuffled_weights``; ``seed`` only for ``"shuffled"``)."""
+    if weighting == "fisher":
+        return dict(inv_fisher)
+    if weighting == "uniform":
+        return fr_uniform_weights(inv_fisher)
+    if weighting == "shuffled":
+        return fr_shuffled_weights(inv_fisher, seed)
+    raise ValueError(f"weighting must be one of {FR_WEIGHTINGS}, got {weighting!r}")
 
 
 def fr_penalty(delta_w: Mapping[str, Tensor], fisher: Mapping[str, Tensor], beta: float, eps: float) -> Tensor:

@@ -5,6 +5,7 @@ for each marketplace t:
   2. Fisher F_t of the base on D_t, Eq. 3                                           (line 5)
   3. freeze the base, add LoRA/DoRA t on query/key/value                            (lines 6-7)
   4. Stage II: train LoRA t (+ head t) with L_task + beta/2 sum dW^2/(F_t+eps), Eq. 4  (line 8)
+     (``fr_weighting``: the weights 1/(F_t+eps) as they are, or a mechanism control: uniform or shuffled per matrix)
   5. keep LoRA t                                                                    (line 9)
   6. recompute the Fisher with LoRA t active; carry it into the next Eq. 2          (line 10)
   7. decay the base learning rate                                                   (line 11)
@@ -16,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from frkit.core.lora_delta import effective_delta_w, lora_factors
-from frkit.core.penalties import fr_inverse_fisher, fr_penalty_precomputed
+from frkit.core.penalties import fr_inverse_fisher, fr_penalty_precomputed, fr_weights
 from frkit.core.projection import project_lora_factors
 from frkit.methods.registry import register
 from frkit.methods.base import count_trainable, fit_log
@@ -31,6 +32,14 @@ class FrLora(EwcBase):
     name = "fr_lora"
     option_groups = (EwcOptions, LoraOptions, FrOptions)
     use_dora = False
+
+    @classmethod
+    def check_options(cls, cfg) -> list[str]:
+        problems = super().check_options(cfg)
+        if cfg.fr_weighting != "fisher" and cfg.beta == 0:  # a control of a penalty that is off: beta 0 again
+            problems.append(f"key 'fr_weighting': {cfg.fr_weighting!r} reweights Eq. 4's penalty, "
+                            "which beta 0 turns off")
+        return problems
 
     def adapter_config(self):
         c = self.cfg
@@ -76,6 +85,8 @@ class FrLora(EwcBase):
         if beta > 0:
             targets = list(effective_delta_w(encoder, name))
             inv_fisher = fr_inverse_fisher(self.stage1_fisher, self.cfg.fr_eps, names=targets)  # once, not per step
+            if self.cfg.fr_weighting != "fisher":  # a control: same total per matrix, other places (issue 29)
+                inv_fisher = fr_weights(inv_fisher, self.cfg.fr_weighting, seed=self.cfg.seed + step)
             below_eps = (sum(int((self.stage1_fisher[k] < self.cfg.fr_eps).sum()) for k in targets)
                          / sum(self.stage1_fisher[k].numel() for k in targets))
 
@@ -114,7 +125,7 @@ class FrLora(EwcBase):
 
     def rebuild_structure(self):
         for name in self.learned:
-            self.model.add_head(name)
+            self.add_head(self.model, name, rebuild=True)
             self.model.encoder = add_adapter(self.model.encoder, name, self.adapter_config())
 
     def artifacts(self):

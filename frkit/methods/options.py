@@ -47,6 +47,10 @@ class FrOptions(BaseModel):
 
     beta: float = Field(1e-4, ge=0)  # section 5.1; 0 = the "without FR" arm of Figure 3a
     fr_eps: float = Field(1e-8, gt=0)  # not given in the paper
+    # Eq. 4's weights (issue 29's mechanism controls, frkit/core/penalties.py): "fisher" 1/(F+eps) as the paper has
+    # it; "uniform": each matrix's mean weight everywhere in it (a plain L2 brake, each matrix's sum of weights kept);
+    # "shuffled": the same weights permuted within each matrix (seeded by seed + marketplace step)
+    fr_weighting: Literal["fisher", "uniform", "shuffled"] = "fisher"
     stage2_lr: float = Field(1e-5, gt=0)  # section 5.1: 1e-5, constant schedule, 1000 warm-up steps
     stage2_schedule: Literal["cosine", "constant"] = "constant"
     stage2_warmup_steps: int = Field(1000, ge=0)
