@@ -1,13 +1,16 @@
 """Notebooks: their parameters, headless execution (papermill) and self-contained HTML reports (nbconvert).
 
-A notebook's ``parameters`` cell names a params file and, where the notebook needs them, a few keys of its own::
+A notebook's ``parameters`` cell names a params file and declares the keys a reader varies there, ``None`` meaning
+"the params file's value", each with its meaning as a comment (``papermill --help-notebook NB`` lists them)::
 
-    params_file = "params/demo.yaml"   # relative paths: from the project root (frkit/paths.py)
-    method = "fr_lora"
+    params_file: str = "params/demo.yaml"  # relative paths: from the project root (frkit/paths.py)
+    beta: float = None  # FR-LoRA Eq. 4: strength of the Fisher-weighted LoRA penalty
 
-The run configuration is that file's keys, then every configuration key set in the notebook (its parameters
-cell and papermill's injected cell), validated together. So ``papermill nb.ipynb out.ipynb -p beta 1e-4`` changes
-one key of the demo, and ``-p params_file params/stsb.yaml`` picks another file; the report's injected cell then
+The run configuration is that file's keys, then every configuration key set in the notebook to something other
+than None (its parameters cell and papermill's injected cell), validated together. So ``papermill nb.ipynb
+out.ipynb -p beta 1e-4`` changes one key of the demo without papermill's "unknown parameter" warning, a key the
+cell does not declare still counts (with the warning), and ``-p params_file params/stsb.yaml`` picks another file;
+a key is set to null in the params file, not here. The report's injected cell then
 shows just what this run was given. (papermill's ``-f FILE`` injects FILE's keys one by one, on top of the
 notebook's ``params_file``; ``frkit notebook NB -f FILE`` injects ``params_file = FILE`` instead.)
 """
@@ -32,7 +35,7 @@ class NotebookCellTimeout(RuntimeError):
 
 
 def notebook_values(namespace: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """(values, source): the params file's keys, then the configuration keys set in the notebook."""
+    """(values, source): the params file's keys, then the configuration keys set in the notebook (None: the file's)."""
     keys = config_class().model_fields
     values, source = {}, "notebook parameters"
     params_file = namespace.get(PARAMS_FILE)
@@ -40,7 +43,7 @@ def notebook_values(namespace: dict[str, Any]) -> tuple[dict[str, Any], str]:
         path = resolve(params_file)
         values = read_params(path)
         source = f"{path} + notebook parameters"
-    values.update({k: namespace[k] for k in keys if k in namespace})
+    values.update({k: namespace[k] for k in keys if namespace.get(k) is not None})
     return values, source
 
 
@@ -116,7 +119,8 @@ def run_notebook(notebook: str | Path, params_file: str | Path | None = None, ou
         raise FrkitInputError(f"notebook {notebook} does not exist")
     injected = {**({PARAMS_FILE: _portable(params_file)} if params_file else {}), **parameters}
     keys = set(config_class().model_fields)
-    values = {**(read_params(Path(params_file)) if params_file else {}), **{k: v for k, v in parameters.items() if k in keys}}
+    values = {**(read_params(Path(params_file)) if params_file else {}),
+              **{k: v for k, v in parameters.items() if k in keys and v is not None}}  # None: the file's value
     cfg = make_config(values, source=str(params_file or "parameters"))
     out_dir = Path(out_dir) if out_dir else cfg.run_dir / "reports"
     out_dir.mkdir(parents=True, exist_ok=True)

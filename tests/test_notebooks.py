@@ -79,3 +79,43 @@ def test_report_can_share_one_plotly_js_file_and_still_draws(rendered, tmp_path)
                                    "p.querySelectorAll('svg.main-svg').length); return f.length && f.every(x => x > 0) ? f : null",
                            60, "the shared-plotly.js report's figures")
     assert figures
+
+
+KEYS_02 = {"method", "run_name", "beta", "ewc_lambda", "lr", "epochs", "marketplaces"}
+
+
+def test_help_notebook_lists_the_keys_a_reader_varies_with_their_meaning():
+    """`papermill --help-notebook notebooks/02_train.ipynb` (papermill.inspect_notebook): the params file and the keys
+    of the card's command, each None (the params file's value) with its meaning; every notebook declares its keys."""
+    import papermill as pm
+
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    declared = pm.inspect_notebook(str(notebooks / "02_train.ipynb"))
+    assert {"params_file"} | KEYS_02 <= set(declared)
+    for name in KEYS_02:
+        assert declared[name]["default"] == "None" and len(declared[name]["help"]) > 10, declared[name]
+    assert "Eq. 4" in declared["beta"]["help"]
+    for name in NOTEBOOKS:
+        params = pm.inspect_notebook(str(notebooks / name))
+        assert len(params) >= 2 and all(p["help"] for p in params.values()), (name, params)
+
+
+def test_the_cards_command_sets_beta_without_unknown_parameter_warnings(notebook_project, tmp_path, caplog):
+    """`papermill notebooks/02_train.ipynb out.ipynb -p beta 1e-4` on the fixture project: no "Passed unknown
+    parameter" warning for a declared key, and the run's params.yaml holds beta 1e-4; a key the cell does not declare
+    (lora_rank) still reaches the run, with papermill's warning, as before."""
+    import logging
+
+    import papermill as pm
+    import yaml
+
+    notebook = notebook_project / "notebooks" / "02_train.ipynb"
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        pm.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), cwd=str(notebook.parent), progress_bar=False,
+                            start_timeout=300, execution_timeout=240,
+                            parameters={"beta": 1e-4, "method": "fr_lora", "run_name": "beta_1e-4", "lora_rank": 3})
+    unknown = [r.getMessage() for r in caplog.records if "Passed unknown parameter" in r.getMessage()]
+    assert unknown == ["Passed unknown parameter: lora_rank"], unknown
+    saved = yaml.safe_load((notebook_project / "outputs" / "beta_1e-4" / "params.yaml").read_text())
+    assert saved["beta"] == 1e-4 and saved["method"] == "fr_lora" and saved["lora_rank"] == 3
+    assert saved["epochs"] == 1 and saved["lr"] == 1e-3  # None in the cell: the params file's values
