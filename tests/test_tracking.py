@@ -140,3 +140,19 @@ def test_wandb_offline_logs_into_the_run_folder(tiny_params, monkeypatch):
     result = run(make_config(tiny_params(method="sequential", epochs=1, report_to="wandb")), show_progress=False)
     runs = list((result.run_dir / "wandb").glob("offline-run-*-frkit-*/run-frkit-*.wandb"))
     assert len(runs) == 1 and runs[0].stat().st_size > 0
+
+
+def test_a_sweep_with_wandb_and_no_key_fails_before_any_run(tiny_params, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from frkit.sweep import run_sweep
+
+    _no_wandb_key(monkeypatch, tmp_path)
+    _nothing_may_load(monkeypatch)
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_params(report_to="wandb")))
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"base": "base.yaml", "name": "s", "results": str(tmp_path / "results"),
+                                     "runs": {"seq": {"method": "sequential"}}}))
+    with pytest.raises(FrkitInputError, match="report_to: wandb"):
+        run_sweep(sweep)
+    assert not (tmp_path / "outputs" / "s").exists() and "to train" not in capsys.readouterr().out

@@ -86,7 +86,7 @@ class SweepProgress:
         if not self.left:
             eta = "done"
         elif self.estimate is None:
-            eta = "ETA after the first run with a recorded time"
+            eta = "ETA after the first finished run"
         else:
             eta = f"ETA {duration(self.estimate - (now - self.estimated_at))}"
         failed = f", {self.failed} failed" if self.failed else ""
@@ -122,8 +122,9 @@ class SweepProgress:
         self.write(f"== {key}: failed: {error.strip().splitlines()[-1]}" if error else f"== {key}: done{took}")
         if self.bar is not None:
             with self.lock:
+                self.bar.set_postfix_str(self.status(), refresh=False)  # count and estimate drawn together
                 self.bar.update(1)
-                self._refresh_bar()
+                self.bar.refresh()
         else:
             self.write(self.line())
 

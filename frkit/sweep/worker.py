@@ -49,15 +49,19 @@ def _nothing(record: logging.LogRecord) -> bool:
 @contextmanager
 def logs_to(log_file: str | Path):
     """For the block, the process's log records go to ``log_file`` (its pid beside it) and to no other handler of
-    the root logger: a run trained in the sweep's own process (``--jobs 1``) keeps its epochs in its log, as a run
-    in a process of its own does, and the sweep's output holds only the sweep's lines and bar."""
+    the root logger, and transformers draws no progress bar (loading weights): a run trained in the sweep's own
+    process (``--jobs 1``) keeps its epochs in its log, as a run in a process of its own does, and the sweep's
+    output holds only the sweep's lines and bar."""
+    from transformers.utils import logging as hf_logging
+
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(Path(log_file).with_suffix(".pid"), f"{os.getpid()}\n")
     root = logging.getLogger()
     others = list(root.handlers)
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
-    level = root.level
+    level, bars = root.level, hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
     for other in others:
         other.addFilter(_nothing)
     root.addHandler(handler)
@@ -71,6 +75,8 @@ def logs_to(log_file: str | Path):
         root.removeHandler(handler)
         handler.close()
         root.setLevel(level)
+        if bars:
+            hf_logging.enable_progress_bar()
         for other in others:
             other.removeFilter(_nothing)
 
