@@ -8,8 +8,10 @@ Side by side in one process, models taking turns in every round (median per batc
 Encoder: multilingual-e5-small's geometry (12 layers, hidden 384, 12 heads, FFN 1536) with random weights and a
 20k vocabulary (the embedding table's size does not change latency); or a real model folder with --model.
 
-    python benchmarks/bench_export.py [--length 64] [--repeats 20] [--threads 2] [--json results/benchmarks/export_latency.json]
+    python benchmarks/bench_export.py [--length 64] [--repeats 20] [--threads 2]
+        [--json results/benchmarks/export_latency.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +23,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import torch
 import transformers
 from transformers import AutoModelForSequenceClassification, BertConfig, BertModel
@@ -50,8 +51,15 @@ def build(model_dir: str | None):
         encoder = load_encoder(model_dir)
         what = model_dir
     else:
-        config = BertConfig(vocab_size=20000, hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
-                            intermediate_size=1536, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        config = BertConfig(
+            vocab_size=20000,
+            hidden_size=384,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=1536,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
         encoder = BertModel(config, add_pooling_layer=False)
         what = "e5-small geometry, random weights"
     hidden = encoder.config.hidden_size
@@ -104,8 +112,9 @@ def main() -> None:
             options = ort.SessionOptions()
             options.intra_op_num_threads = args.threads
             export_onnx(exported, _Tok(), Path(tmp) / "onnx" / "model.onnx")
-            session = ort.InferenceSession(str(Path(tmp) / "onnx" / "model.onnx"), options,
-                                           providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(
+                str(Path(tmp) / "onnx" / "model.onnx"), options, providers=["CPUExecutionProvider"]
+            )
         except ImportError:
             pass
         rows = []
@@ -113,37 +122,62 @@ def main() -> None:
             ids = torch.randint(5, exported.config.vocab_size, (batch, args.length))
             mask, types = torch.ones_like(ids), torch.zeros_like(ids)
             calls = {
-                "base": lambda: base(ids, mask, head="m", token_type_ids=types),
-                "unmerged": lambda: adapted(ids, mask, head="m", token_type_ids=types),
-                "exported": lambda: exported(input_ids=ids, attention_mask=mask, token_type_ids=types),
+                "base": lambda: base(ids, mask, head="m", token_type_ids=types),  # noqa: B023 - timed in this iteration
+                "unmerged": lambda: adapted(ids, mask, head="m", token_type_ids=types),  # noqa: B023 - timed in this iteration
+                "exported": lambda: exported(input_ids=ids, attention_mask=mask, token_type_ids=types),  # noqa: B023 - timed in this iteration
             }
             if session is not None:
                 feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
-                calls["onnxrt"] = lambda: session.run(["logits"], feed)
+                calls["onnxrt"] = lambda: session.run(["logits"], feed)  # noqa: B023 - timed in this iteration
             with torch.inference_mode():
-                diff = float((merged(ids, mask, head="m", token_type_ids=types)
-                              - exported(input_ids=ids, attention_mask=mask, token_type_ids=types).logits).abs().max())
+                diff = float(
+                    (
+                        merged(ids, mask, head="m", token_type_ids=types)
+                        - exported(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
+                    )
+                    .abs()
+                    .max()
+                )
             t = timed(calls, args.repeats)
-            rows.append({"batch": batch, "length": args.length, "ms": {k: v * 1e3 for k, v in t.items()},
-                         "exported_over_base": t["exported"] / t["base"],
-                         "exported_over_unmerged": t["exported"] / t["unmerged"],
-                         **({"onnxrt_over_exported": t["onnxrt"] / t["exported"]} if "onnxrt" in t else {}),
-                         "max_abs_logit_diff_exported_vs_frkit_merged": diff})
-    env = {"model": what, "cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
-           "transformers": transformers.__version__, "python": platform.python_version(),
-           "onnxruntime": getattr(__import__("onnxruntime"), "__version__", None) if session else None,
-           "frkit": git_revision(), "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-           "repeats": args.repeats, "lora": "r=64, alpha=16, q/k/v"}
+            rows.append(
+                {
+                    "batch": batch,
+                    "length": args.length,
+                    "ms": {k: v * 1e3 for k, v in t.items()},
+                    "exported_over_base": t["exported"] / t["base"],
+                    "exported_over_unmerged": t["exported"] / t["unmerged"],
+                    **({"onnxrt_over_exported": t["onnxrt"] / t["exported"]} if "onnxrt" in t else {}),
+                    "max_abs_logit_diff_exported_vs_frkit_merged": diff,
+                }
+            )
+    env = {
+        "model": what,
+        "cpu": cpu_model(),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "onnxruntime": getattr(__import__("onnxruntime"), "__version__", None) if session else None,
+        "frkit": git_revision(),
+        "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "repeats": args.repeats,
+        "lora": "r=64, alpha=16, q/k/v",
+    }
     print(f"{what}; {env['cpu']}, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}")
     keys = [k for k in ("base", "unmerged", "exported", "onnxrt") if k in rows[0]["ms"]]
-    print("| batch x tokens | " + " | ".join(f"{k} ms" for k in keys) + " | exported/base (goal 0.97-1.03) | "
-          "exported/unmerged | onnxrt/exported | max |logit diff| |")
+    print(
+        "| batch x tokens | " + " | ".join(f"{k} ms" for k in keys) + " | exported/base (goal 0.97-1.03) | "
+        "exported/unmerged | onnxrt/exported | max |logit diff| |"
+    )
     print("|---|" + "---:|" * (len(keys) + 4))
     for r in rows:
-        print(f"| {r['batch']} x {r['length']} | " + " | ".join(f"{r['ms'][k]:.2f}" for k in keys)
-              + f" | {r['exported_over_base']:.3f} | {r['exported_over_unmerged']:.3f} | "
-              + (f"{r['onnxrt_over_exported']:.3f}" if "onnxrt_over_exported" in r else "-")
-              + f" | {r['max_abs_logit_diff_exported_vs_frkit_merged']:.1e} |")
+        print(
+            f"| {r['batch']} x {r['length']} | "
+            + " | ".join(f"{r['ms'][k]:.2f}" for k in keys)
+            + f" | {r['exported_over_base']:.3f} | {r['exported_over_unmerged']:.3f} | "
+            + (f"{r['onnxrt_over_exported']:.3f}" if "onnxrt_over_exported" in r else "-")
+            + f" | {r['max_abs_logit_diff_exported_vs_frkit_merged']:.1e} |"
+        )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")

@@ -9,6 +9,7 @@ exact Fisher (Eq. 3) over N samples / one training epoch over the same N (batch 
 exact Fisher / per-sample backward loop <= 0.1; EWC step / plain step <= 1.10; FR-LoRA step (LoRA r=8
 on q/k/v + Eq. 4) / plain LoRA step <= 1.10.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,14 @@ def forward(model, batch):
 
 
 def make_model(device, vocab: int) -> Encoder:
-    cfg = BertConfig(vocab_size=vocab, hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
-                     intermediate_size=1536, max_position_embeddings=512)
+    cfg = BertConfig(
+        vocab_size=vocab,
+        hidden_size=384,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        max_position_embeddings=512,
+    )
     return Encoder(BertModel(cfg, add_pooling_layer=False), 384).to(device)
 
 
@@ -56,14 +63,19 @@ def make_data(n: int, seq_len: int, vocab: int, device, batch_size: int) -> list
     labels = torch.randint(0, 2, (n,), generator=g)
     batches = []
     for i in range(0, n, batch_size):
-        batches.append({"input_ids": (ids * mask)[i : i + batch_size].to(device),
-                        "attention_mask": mask[i : i + batch_size].to(device),
-                        "labels": labels[i : i + batch_size].to(device)})
+        batches.append(
+            {
+                "input_ids": (ids * mask)[i : i + batch_size].to(device),
+                "attention_mask": mask[i : i + batch_size].to(device),
+                "labels": labels[i : i + batch_size].to(device),
+            }
+        )
     return batches
 
 
 def timed(fn, device, repeats: int) -> float:
     """Median seconds of ``repeats`` runs after one warm-up run."""
+
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -132,8 +144,11 @@ def main() -> None:
     t_fisher = timed(fisher, device, args.repeats)
     t_epoch = timed(lambda: train_epoch(model, data, opt), device, args.repeats)
     t_loop = timed(lambda: per_sample_loop(model, data, names), device, max(1, args.repeats // 2))
-    rows += [("exact Fisher, N samples", t_fisher), ("training epoch, N samples", t_epoch),
-             ("per-sample loop, N samples", t_loop)]
+    rows += [
+        ("exact Fisher, N samples", t_fisher),
+        ("training epoch, N samples", t_epoch),
+        ("per-sample loop, N samples", t_loop),
+    ]
 
     # --- EWC step vs plain step ---------------------------------------------------------------------
     enc_params = dict(model.encoder.named_parameters())
@@ -141,25 +156,46 @@ def main() -> None:
     anchor = {k: p.detach().clone() for k, p in enc_params.items()}
     steps = [data[i % len(data)] for i in range(args.steps)]
     t_plain = timed(lambda: train_epoch(model, steps, opt), device, args.repeats) / args.steps
-    t_ewc = timed(lambda: train_epoch(model, steps, opt, lambda: ewc_penalty(enc_params, anchor, fisher_enc, 1.0)),
-                  device, args.repeats) / args.steps
+    t_ewc = (
+        timed(
+            lambda: train_epoch(model, steps, opt, lambda: ewc_penalty(enc_params, anchor, fisher_enc, 1.0)),
+            device,
+            args.repeats,
+        )
+        / args.steps
+    )
     rows += [("plain step", t_plain), ("EWC step (Eq. 2)", t_ewc)]
 
     # --- FR-LoRA step vs plain LoRA step ------------------------------------------------------------
-    model.encoder = get_peft_model(model.encoder, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "key",
-                                                                                                "value"]))
+    model.encoder = get_peft_model(
+        model.encoder, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "key", "value"])
+    )
     lora_params = [p for p in model.parameters() if p.requires_grad]
     lora_opt = torch.optim.AdamW(lora_params, lr=1e-4)
-    inv = fr_inverse_fisher({k: torch.rand(384, 384, device=device) for k in effective_delta_w(model.encoder,
-                                                                                               "default")}, 1e-8)
+    inv = fr_inverse_fisher(
+        {k: torch.rand(384, 384, device=device) for k in effective_delta_w(model.encoder, "default")}, 1e-8
+    )
     t_lora = timed(lambda: train_epoch(model, steps, lora_opt), device, args.repeats) / args.steps
-    t_fr = timed(lambda: train_epoch(model, steps, lora_opt, lambda: fr_penalty_precomputed(
-        effective_delta_w(model.encoder, "default"), inv, 1e-4)), device, args.repeats) / args.steps
+    t_fr = (
+        timed(
+            lambda: train_epoch(
+                model,
+                steps,
+                lora_opt,
+                lambda: fr_penalty_precomputed(effective_delta_w(model.encoder, "default"), inv, 1e-4),
+            ),
+            device,
+            args.repeats,
+        )
+        / args.steps
+    )
     rows += [("plain LoRA step", t_lora), ("FR-LoRA step (Eq. 4)", t_fr)]
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
-    print(f"device: {name}; N = {n}, seq_len = {args.seq_len}, batch = {args.batch_size}, "
-          f"chunk = {args.chunk_size}, median of {args.repeats}")
+    print(
+        f"device: {name}; N = {n}, seq_len = {args.seq_len}, batch = {args.batch_size}, "
+        f"chunk = {args.chunk_size}, median of {args.repeats}"
+    )
     for label, t in rows:
         print(f"  {label:<30} {t * 1e3:10.1f} ms")
     print(f"  {'ratio':<42} {'value':>7}  goal")

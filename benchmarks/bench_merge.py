@@ -5,6 +5,7 @@ merged/unmerged. Real e5-small geometry (12 layers, hidden 384) with random weig
 
     python benchmarks/bench_merge.py [--batch 64] [--length 64] [--repeats 20] [--device cuda]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,9 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=20000, hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
-                        intermediate_size=1536)
+    config = BertConfig(
+        vocab_size=20000, hidden_size=384, num_hidden_layers=12, num_attention_heads=12, intermediate_size=1536
+    )
     base = CrossEncoder(BertModel(config, add_pooling_layer=False), 384).to(device)
     base.add_head("m")
     adapted = CrossEncoder(BertModel(config, add_pooling_layer=False), 384).to(device)

@@ -11,6 +11,7 @@ On a CPU without AMX / AVX512-BF16 bf16 is emulated (many times slower): its row
 sample (``--bf16-pairs``) so that the figure is still printed, and marked as such. Goals (issue 10): bf16 train
 >= 1.6x fp32, bf16 eval >= 3x fp32, frkit >= 1.5x Trainer, length-sorted eval >= 1.3x unsorted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,16 +28,25 @@ from frkit.data.batching import make_loader
 from frkit.models.cross_encoder import CrossEncoder
 from frkit.models.encoder import load_encoder, load_tokenizer
 from frkit.models.source import prepare_model_source
-from frkit.records import git_revision
 from frkit.precision import bf16_support, cpu_model
+from frkit.records import git_revision
 from frkit.train import TrainSettings, cross_entropy_loss, fit, predict_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def setup(args):
-    cfg = make_config(dict(data_source="stsb", data_path=args.data, marketplaces=["en"], max_length=args.max_length,
-                           model_name_or_path=args.model, trim_vocab=True, parallel_pairs="shared"))
+    cfg = make_config(
+        dict(
+            data_source="stsb",
+            data_path=args.data,
+            marketplaces=["en"],
+            max_length=args.max_length,
+            model_name_or_path=args.model,
+            trim_vocab=True,
+            parallel_pairs="shared",
+        )
+    )
     marketplace = load_marketplaces("stsb", cfg.data_dir, ["en"], parallel_pairs="shared")[0]
     source = prepare_model_source(cfg, [marketplace])
     return cfg, marketplace, source, load_tokenizer(source)
@@ -52,7 +62,9 @@ def new_model(source, seed=0):
 
 def bench_train(source, tokenizer, table, precision, length_batching, batch_size, max_length) -> float:
     model = new_model(source)
-    loader = make_loader(table, tokenizer, max_length, batch_size, shuffle=True, seed=0, length_batching=length_batching)
+    loader = make_loader(
+        table, tokenizer, max_length, batch_size, shuffle=True, seed=0, length_batching=length_batching
+    )
     settings = TrainSettings(lr=5e-5, epochs=1, precision=precision, show_progress=False, patience=0)
     started = time.perf_counter()
     fit(model, list(model.parameters()), loader, cross_entropy_loss("en"), lambda: 0.5, settings)
@@ -62,8 +74,9 @@ def bench_train(source, tokenizer, table, precision, length_batching, batch_size
 def bench_eval(source, tokenizer, table, precision, length_batching, batch_size, max_length) -> float:
     model = new_model(source)
     loader = make_loader(table, tokenizer, max_length, batch_size, shuffle=False, length_batching=length_batching)
-    predict_scores(model, make_loader(table.head(batch_size), tokenizer, max_length, batch_size, False), "en",
-                   precision)  # warm-up
+    predict_scores(
+        model, make_loader(table.head(batch_size), tokenizer, max_length, batch_size, False), "en", precision
+    )  # warm-up
     started = time.perf_counter()
     predict_scores(model, loader, "en", precision)
     return len(table) / (time.perf_counter() - started)
@@ -77,11 +90,21 @@ def bench_hf_trainer(source, tokenizer, table, batch_size, max_length) -> float:
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(str(source), num_labels=2)
     data = datasets.Dataset.from_pandas(table[["text_a", "text_b", "label"]].reset_index(drop=True))
-    data = data.map(lambda b: tokenizer(b["text_a"], b["text_b"], truncation=True, max_length=max_length),
-                    batched=True, remove_columns=["text_a", "text_b"]).rename_column("label", "labels")
+    data = data.map(
+        lambda b: tokenizer(b["text_a"], b["text_b"], truncation=True, max_length=max_length),
+        batched=True,
+        remove_columns=["text_a", "text_b"],
+    ).rename_column("label", "labels")
     out = ROOT / "outputs" / "bench_hf_trainer"
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=batch_size, num_train_epochs=1,
-                             report_to=[], save_strategy="no", logging_strategy="no", disable_tqdm=True)
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=batch_size,
+        num_train_epochs=1,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=True,
+    )
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer))
     started = time.perf_counter()
     trainer.train()
@@ -112,8 +135,11 @@ def main() -> None:
     train = marketplace.train.head(args.train_pairs)
     test = marketplace.test.head(args.eval_pairs)
     small = args.train_pairs if fast_bf16 else args.bf16_pairs
-    print(f"device: {device} ({why}); threads: {torch.get_num_threads()}; train pairs: {len(train)}, "
-          f"eval pairs: {len(test)}, max_length {args.max_length}\n", flush=True)
+    print(
+        f"device: {device} ({why}); threads: {torch.get_num_threads()}; train pairs: {len(train)}, "
+        f"eval pairs: {len(test)}, max_length {args.max_length}\n",
+        flush=True,
+    )
     bs, ebs, ml = args.batch_size, args.eval_batch_size, args.max_length
     rows = []
 
@@ -126,7 +152,11 @@ def main() -> None:
     record("train fp32, plain shuffled batches", bench_train(source, tokenizer, train, "fp32", False, bs, ml))
     with _allow_bf16(fast_bf16):
         note = "" if fast_bf16 else f"(emulated bf16, {small} pairs)"
-        record("train bf16 autocast, length-bucketed", bench_train(source, tokenizer, train.head(small), "bf16", True, bs, ml), note)
+        record(
+            "train bf16 autocast, length-bucketed",
+            bench_train(source, tokenizer, train.head(small), "bf16", True, bs, ml),
+            note,
+        )
     record("train HF Trainer, defaults (fp32, batch matched)", bench_hf_trainer(source, tokenizer, train, bs, ml))
     # evaluation
     record("eval fp32, length-sorted (frkit default)", bench_eval(source, tokenizer, test, "fp32", True, ebs, ml))
@@ -138,30 +168,53 @@ def main() -> None:
 
     value = {r["measure"]: r["pairs/s"] for r in rows}
     ratios = {
-        "bf16 / fp32 train (goal >= 1.6)": value["train bf16 autocast, length-bucketed"] / value["train fp32, length-bucketed (frkit default)"],
-        "bf16 / fp32 eval (goal >= 3)": value["eval bf16 autocast, length-sorted"] / value["eval fp32, length-sorted (frkit default)"],
-        "frkit / HF Trainer train (goal >= 1.5)": value["train fp32, length-bucketed (frkit default)"] / value["train HF Trainer, defaults (fp32, batch matched)"],
-        "length-sorted / table-order eval (goal >= 1.3)": value["eval fp32, length-sorted (frkit default)"] / value["eval fp32, table order"],
-        "length-bucketed / plain train": value["train fp32, length-bucketed (frkit default)"] / value["train fp32, plain shuffled batches"],
+        "bf16 / fp32 train (goal >= 1.6)": value["train bf16 autocast, length-bucketed"]
+        / value["train fp32, length-bucketed (frkit default)"],
+        "bf16 / fp32 eval (goal >= 3)": value["eval bf16 autocast, length-sorted"]
+        / value["eval fp32, length-sorted (frkit default)"],
+        "frkit / HF Trainer train (goal >= 1.5)": value["train fp32, length-bucketed (frkit default)"]
+        / value["train HF Trainer, defaults (fp32, batch matched)"],
+        "length-sorted / table-order eval (goal >= 1.3)": value["eval fp32, length-sorted (frkit default)"]
+        / value["eval fp32, table order"],
+        "length-bucketed / plain train": value["train fp32, length-bucketed (frkit default)"]
+        / value["train fp32, plain shuffled batches"],
     }
     print()
     for k, v in ratios.items():
         print(f"{k:<52} {v:8.2f}x")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({
-            "device": str(device), "cpu": cpu_model(), "bf16": why, "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "frkit_revision": git_revision(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "load_average_1min": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
-            "args": {k: v for k, v in vars(args).items() if k != "table"}, "rows": rows, "ratios": ratios}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "device": str(device),
+                    "cpu": cpu_model(),
+                    "bf16": why,
+                    "threads": torch.get_num_threads(),
+                    "torch": torch.__version__,
+                    "frkit_revision": git_revision(),
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "load_average_1min": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
+                    "args": {k: v for k, v in vars(args).items() if k != "table"},
+                    "rows": rows,
+                    "ratios": ratios,
+                },
+                indent=2,
+            )
+        )
 
 
 def markdown_table(result: dict) -> str:
     """The README's benchmark table, from a JSON this script wrote."""
-    lines = [f"{result['cpu']}, {result['threads']} torch threads, torch {result['torch']}, frkit {result['frkit_revision']}, "
-             f"{result['date']} (1-min load average {result['load_average_1min']['before']} before, "
-             f"{result['load_average_1min']['after']} after); bf16: {result['bf16']}.", "",
-             "| measure | pairs/s | note |", "|---|---:|---|"]
+    lines = [
+        f"{result['cpu']}, {result['threads']} torch threads, torch {result['torch']}, "
+        f"frkit {result['frkit_revision']}, "
+        f"{result['date']} (1-min load average {result['load_average_1min']['before']} before, "
+        f"{result['load_average_1min']['after']} after); bf16: {result['bf16']}.",
+        "",
+        "| measure | pairs/s | note |",
+        "|---|---:|---|",
+    ]
     lines += [f"| {r['measure']} | {r['pairs/s']:.1f} | {r['note']} |" for r in result["rows"]]
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.2f}x |" for k, v in result["ratios"].items()]

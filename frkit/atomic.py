@@ -4,14 +4,16 @@ A reader (or a resumed run after a kill or a power cut) then sees either the old
 half-written one. Every file frkit writes goes through here: run folders, checkpoints, sweep results, reports.
 JSON is strict: NaN / Infinity become ``null`` (``allow_nan=False``), so any JSON parser reads what frkit wrote.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +102,7 @@ def write_csv(path: str | Path, frame, **to_csv_kwargs) -> Path:
 def fsync_tree(folder: str | Path) -> None:
     """fsync every file and folder under ``folder`` (files a library wrote in place, e.g. peft's save_pretrained)."""
     folder = Path(folder)
-    for root, dirs, files in os.walk(folder):
+    for root, _dirs, files in os.walk(folder):
         for name in files:
             fsync_file(Path(root) / name)
         fsync_dir(root)

@@ -1,5 +1,7 @@
-"""Command line: ``frkit run params/x.yaml [-p key value ...]``, ``frkit prepare-model``, ``frkit sweep``, ``frkit pack``,
+"""Command line: ``frkit run params/x.yaml [-p key value ...]``, ``frkit prepare-model``, ``frkit sweep``,
+``frkit pack``,
 ``frkit notebook``, ``frkit recheck``, ``frkit export``, ``frkit score``."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,15 +27,21 @@ def _overrides(pairs: list[list[str]] | None) -> dict:
             out[key] = yaml.safe_load(value)
         except yaml.YAMLError as err:
             problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise FrkitInputError(f"-p {key} {value!r}: not a valid YAML value ({problem}); e.g. -p marketplaces "
-                                  "'[en, es]', -p lr 1e-4, -p run_name my_run") from None
+            raise FrkitInputError(
+                f"-p {key} {value!r}: not a valid YAML value ({problem}); e.g. -p marketplaces "
+                "'[en, es]', -p lr 1e-4, -p run_name my_run"
+            ) from None
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show Python's traceback on errors (default: one line naming the culprit)")
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show Python's traceback on errors (default: one line naming the culprit)",
+    )
     parser = argparse.ArgumentParser(prog="frkit", description=__doc__, parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -49,28 +57,50 @@ def main(argv: list[str] | None = None) -> int:
     p_nb.add_argument("-f", "--params", help="params/*.yaml")
     p_nb.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
     p_nb.add_argument("-o", "--out-dir", help="default: <output_dir>/<run_name>/reports")
-    p_nb.add_argument("--cell-timeout", type=float, help="seconds a cell may run before the notebook fails naming it "
-                                                         "(default: no limit)")
-    p_nb.add_argument("--plotly-js", metavar="FILE", help="write plotly.js to FILE and load it from the report by a "
-                      "relative path instead of embedding it (~4.8 MB): reports side by side share one copy")
+    p_nb.add_argument(
+        "--cell-timeout",
+        type=float,
+        help="seconds a cell may run before the notebook fails naming it (default: no limit)",
+    )
+    p_nb.add_argument(
+        "--plotly-js",
+        metavar="FILE",
+        help="write plotly.js to FILE and load it from the report by a "
+        "relative path instead of embedding it (~4.8 MB): reports side by side share one copy",
+    )
     p_sw = add("sweep", help="run methods/variants x seeds x orders from a sweep file and summarise them")
     p_sw.add_argument("sweep", help="params/sweeps/*.yaml")
     p_sw.add_argument("--only", nargs="+", help="run only these labels")
     p_sw.add_argument("--seeds", nargs="+", type=int, help="run only these seeds of the sweep's")
     p_sw.add_argument("--orders", nargs="+", help="run only these orders (tags such as en-es-ja)")
-    p_sw.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a key in every run")
-    p_sw.add_argument("--summary-only", action="store_true",
-                      help="rebuild summary.md / summary.csv from the sweep's results folder, train nothing")
+    p_sw.add_argument(
+        "-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="override a key in every run"
+    )
+    p_sw.add_argument(
+        "--summary-only",
+        action="store_true",
+        help="rebuild summary.md / summary.csv from the sweep's results folder, train nothing",
+    )
     p_sw.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process (default 1)")
-    p_sw.add_argument("--executor", choices=["local", "ray"], default="local",
-                      help="local: processes on this machine (--jobs); ray: a task per run on a Ray cluster "
-                           '(pip install -e ".[cluster]")')
-    p_sw.add_argument("--address", help="with --executor ray: the cluster (auto: the one started here with "
-                                        "`ray start --head`; default: start a local Ray instance)")
+    p_sw.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: processes on this machine (--jobs); ray: a task per run on a Ray cluster "
+        '(pip install -e ".[cluster]")',
+    )
+    p_sw.add_argument(
+        "--address",
+        help="with --executor ray: the cluster (auto: the one started here with "
+        "`ray start --head`; default: start a local Ray instance)",
+    )
     p_sw.add_argument("--readme", help="also rewrite this README's results block for the sweep (with --summary-only)")
-    p_sw.add_argument("--write-manifests", action="store_true",
-                      help="I changed these results on purpose: (re)write the sha256 manifest (checksums.json) of "
-                           "every run in the sweep's results folder, train and summarise nothing")
+    p_sw.add_argument(
+        "--write-manifests",
+        action="store_true",
+        help="I changed these results on purpose: (re)write the sha256 manifest (checksums.json) of "
+        "every run in the sweep's results folder, train and summarise nothing",
+    )
     p_pack = add("pack", help="pack the (trimmed) encoder and the data of a params file into one .tar.xz")
     p_pack.add_argument("params", help="params/*.yaml")
     p_pack.add_argument("out", help="bundle path, e.g. outputs/pawsx_bundle.tar.xz")
@@ -79,29 +109,46 @@ def main(argv: list[str] | None = None) -> int:
     p_re.add_argument("folder", help="a finished run's folder, e.g. results/cpu_stsb/independent/en-es-ja/seed0")
     p_re.add_argument("--precision", choices=["fp32", "bf16"], help="default: the one the run recorded (fp32 if none)")
     p_re.add_argument("-o", "--output-dir", default="outputs/recheck", help="where it is trained again")
-    p_re.add_argument("--tolerance", type=float, default=0.0,
-                      help="largest |AUC difference| that counts as the same (default 0: to the last digit)")
+    p_re.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.0,
+        help="largest |AUC difference| that counts as the same (default 0: to the last digit)",
+    )
     p_tab = add("table", help="relative-to-baseline table over finished runs")
     p_tab.add_argument("runs", nargs="+", help="run folders")
     p_tab.add_argument("--baseline", default="independent")
-    p_ex = add("export", help="write a run's marketplace model as a Hugging Face folder (transformers, "
-                              "sentence-transformers CrossEncoder; LoRA / DoRA merged)")
+    p_ex = add(
+        "export",
+        help="write a run's marketplace model as a Hugging Face folder (transformers, "
+        "sentence-transformers CrossEncoder; LoRA / DoRA merged)",
+    )
     p_ex.add_argument("run_dir", help="a run folder, e.g. outputs/fr_lora")
     p_ex.add_argument("out_dir", help="the folder to write (must not exist, or be empty, unless --overwrite)")
     p_ex.add_argument("--marketplace", required=True, help="whose model and head to export, e.g. es")
-    p_ex.add_argument("--onnx", action="store_true", help="also write onnx/model.onnx (pip install -e \".[onnx]\")")
-    p_ex.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR once the new one is complete")
+    p_ex.add_argument("--onnx", action="store_true", help='also write onnx/model.onnx (pip install -e ".[onnx]")')
+    p_ex.add_argument(
+        "--overwrite", action="store_true", help="replace an existing OUT_DIR once the new one is complete"
+    )
     p_sc = add("score", help="score a CSV / TSV / Parquet / JSONL of pairs with an exported folder or a run's model")
     p_sc.add_argument("model", help="an exported folder (frkit export), or a run folder with --marketplace")
     p_sc.add_argument("pairs", help="pairs file with id, text_a, text_b [, label] columns (see --columns)")
     p_sc.add_argument("-o", "--out", required=True, help="scores file (.csv, .tsv, .parquet or .jsonl)")
     p_sc.add_argument("--marketplace", help="with a run folder: whose model and head score")
-    p_sc.add_argument("--columns", nargs="+", metavar="KEY=COLUMN",
-                      help="the file's column names, e.g. id=qid text_a=query text_b=title label=relevant "
-                           "(default: the run's columns: mapping, else id, text_a, text_b, label)")
+    p_sc.add_argument(
+        "--columns",
+        nargs="+",
+        metavar="KEY=COLUMN",
+        help="the file's column names, e.g. id=qid text_a=query text_b=title label=relevant "
+        "(default: the run's columns: mapping, else id, text_a, text_b, label)",
+    )
     p_sc.add_argument("--batch-size", type=int, default=64)
-    p_sc.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                      help="auto: bf16 autocast where the CPU / GPU runs it fast, else fp32")
+    p_sc.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto: bf16 autocast where the CPU / GPU runs it fast, else fp32",
+    )
     p_sc.add_argument("--max-length", type=int, help="tokens per pair (default: the model's, as trained)")
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False)
@@ -113,8 +160,14 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = load_params(args.params, **_overrides(args.param))
             result = run(cfg)
-            print(dumps_json({k: result.metrics[k] for k in ("average_auc", "forgetting", "backward_transfer",
-                                                             "forward_transfer", "final_auc")}))
+            print(
+                dumps_json(
+                    {
+                        k: result.metrics[k]
+                        for k in ("average_auc", "forgetting", "backward_transfer", "forward_transfer", "final_auc")
+                    }
+                )
+            )
             print(f"run folder: {result.run_dir}")
         elif args.command == "prepare-model":
             from frkit.models.offline_e5 import ensure_offline_e5
@@ -123,8 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "notebook":
             from frkit.notebook import run_notebook
 
-            out_nb, html = run_notebook(args.notebook, args.params, args.out_dir, execution_timeout=args.cell_timeout,
-                                        plotly_js=args.plotly_js, **_overrides(args.param))
+            out_nb, html = run_notebook(
+                args.notebook,
+                args.params,
+                args.out_dir,
+                execution_timeout=args.cell_timeout,
+                plotly_js=args.plotly_js,
+                **_overrides(args.param),
+            )
             print(f"executed: {out_nb}\nreport: {html}")
         elif args.command == "sweep":
             from frkit.reports.readme_block import update_readme
@@ -140,8 +199,16 @@ def main(argv: list[str] | None = None) -> int:
                 if args.readme:
                     update_readme(Path(args.readme), sweep, results, args.sweep)
             else:
-                sweep = run_sweep(args.sweep, args.only, _overrides(args.param), jobs=args.jobs, seeds=args.seeds,
-                                  orders=args.orders, executor=args.executor, address=args.address)
+                sweep = run_sweep(
+                    args.sweep,
+                    args.only,
+                    _overrides(args.param),
+                    jobs=args.jobs,
+                    seeds=args.seeds,
+                    orders=args.orders,
+                    executor=args.executor,
+                    address=args.address,
+                )
                 summarize_sweep(sweep)
         elif args.command == "pack":
             from frkit.pack import pack_bundle
@@ -157,32 +224,47 @@ def main(argv: list[str] | None = None) -> int:
             check = recheck(args.folder, args.output_dir, args.precision)
             print(report(check))
             if not check.max_difference <= args.tolerance:
-                print(f"frkit: {args.folder} does not replay: AUCs differ by up to {check.max_difference:.3g} "
-                      f"(tolerance {args.tolerance:g})", file=sys.stderr)
+                print(
+                    f"frkit: {args.folder} does not replay: AUCs differ by up to {check.max_difference:.3g} "
+                    f"(tolerance {args.tolerance:g})",
+                    file=sys.stderr,
+                )
                 return 4
             print(f"replays within {args.tolerance:g}")
         elif args.command == "export":
             from frkit.export import export
 
             info = export(args.run_dir, args.marketplace, args.out_dir, onnx=args.onnx, overwrite=args.overwrite)
-            print(f"exported: {args.out_dir} (method {info['method']}, marketplace {info['marketplace']}, "
-                  f"max |logit diff| vs frkit {info['max_abs_logit_diff']:.2e}, test AUC {info['test_auc']})")
+            print(
+                f"exported: {args.out_dir} (method {info['method']}, marketplace {info['marketplace']}, "
+                f"max |logit diff| vs frkit {info['max_abs_logit_diff']:.2e}, test AUC {info['test_auc']})"
+            )
         elif args.command == "score":
             from frkit.score import score_file
 
-            result = score_file(args.model, args.pairs, args.out, marketplace=args.marketplace, columns=args.columns,
-                                batch_size=args.batch_size, precision=args.precision, max_length=args.max_length)
+            result = score_file(
+                args.model,
+                args.pairs,
+                args.out,
+                marketplace=args.marketplace,
+                columns=args.columns,
+                batch_size=args.batch_size,
+                precision=args.precision,
+                max_length=args.max_length,
+            )
             print(f"scored: {len(result)} pairs -> {args.out}")
         elif args.command == "table":
-            from frkit.records import load_run
             from frkit.metrics import relative_table
+            from frkit.records import load_run
 
             finals = {}
             for path in args.runs:
                 rec = load_run(path)
                 if rec.metrics is None:
                     raise FrkitInputError(f"{path} has no metrics.json (run not finished)")
-                finals[rec.params["method"] if rec.params["method"] not in finals else rec.path.name] = rec.metrics["final_auc"]
+                finals[rec.params["method"] if rec.params["method"] not in finals else rec.path.name] = rec.metrics[
+                    "final_auc"
+                ]
             print(relative_table(finals, args.baseline).to_string())
     except FrkitInputError as err:
         if debug:
@@ -202,8 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - not a known bad input: one line, the traceback with --debug
         if debug:
             raise
-        print(f"frkit: unexpected error {type(err).__name__}: {err}\n(run again with --debug for the traceback; "
-              "please report it if the message does not say what to change)", file=sys.stderr)
+        print(
+            f"frkit: unexpected error {type(err).__name__}: {err}\n(run again with --debug for the traceback; "
+            "please report it if the message does not say what to change)",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -6,6 +6,7 @@ share one set of keys. Method-specific keys (``beta``, ``lora_rank``...) are dec
 files in option groups (``frkit/methods/options.py``) and merged in here, so adding a method never
 edits this file.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -26,8 +27,8 @@ def marketplace_name_problem(name: str) -> str | None:
     name a ModuleDict already has as an attribute (``train``, ``keys``, ``to``...), which torch refuses."""
     from torch import nn  # late: reading params stays light
 
-    if not name or name != name.strip() or any(c in name for c in "./\\ \t\n:*?\"<>|"):
-        return "may not be empty or hold dots, slashes, spaces or any of :*?\"<>|"
+    if not name or name != name.strip() or any(c in name for c in './\\ \t\n:*?"<>|'):
+        return 'may not be empty or hold dots, slashes, spaces or any of :*?"<>|'
     if hasattr(nn.ModuleDict(), name) or hasattr(nn.ParameterDict(), name):
         return "is an attribute name of torch's ModuleDict, where heads and adapters are kept; rename it"
     return None
@@ -140,8 +141,12 @@ def _explain(err: ValidationError, source: str, keys: list[str], overridden: set
     return "\n".join(lines)
 
 
-def make_config(values: dict[str, Any] | None = None, source: str = "parameters",
-                override_source: str = "the command line (-p)", **overrides: Any) -> BaseRunConfig:
+def make_config(
+    values: dict[str, Any] | None = None,
+    source: str = "parameters",
+    override_source: str = "the command line (-p)",
+    **overrides: Any,
+) -> BaseRunConfig:
     """Validate a flat mapping (+ ``overrides``) into the run configuration; raise FrkitInputError naming each
     bad key and where it came from (``source`` for ``values``, ``override_source`` for ``overrides``)."""
     cls = config_class()
@@ -154,7 +159,9 @@ def make_config(values: dict[str, Any] | None = None, source: str = "parameters"
 
     if cfg.method not in METHODS:
         where = override_source if "method" in overrides else source
-        raise FrkitInputError(f"{where}: key 'method': unknown method {cfg.method!r}; expected one of {sorted(METHODS)}")
+        raise FrkitInputError(
+            f"{where}: key 'method': unknown method {cfg.method!r}; expected one of {sorted(METHODS)}"
+        )
     problems = METHODS[cfg.method].check_options(cfg)  # checks across keys, which one field cannot make
     if problems:
         raise FrkitInputError("\n".join([f"invalid parameters in {source}:"] + [f"  - {p}" for p in problems]))
@@ -170,8 +177,11 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})",
-                    key_node.start_mark)
+                    None,
+                    None,
+                    f"key {key!r} is given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
@@ -185,7 +195,9 @@ def read_params(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise FrkitInputError(f"params file {path} is not UTF-8 text (a binary file?); expected YAML key: value lines") from None
+        raise FrkitInputError(
+            f"params file {path} is not UTF-8 text (a binary file?); expected YAML key: value lines"
+        ) from None
     except OSError as err:
         raise FrkitInputError(f"params file {path} could not be read: {err}") from None
     try:

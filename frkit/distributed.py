@@ -20,13 +20,14 @@ single-process runs compute exactly what they did before. With N processes (gloo
 - ``get_accelerator()`` / ``device()``: accelerate's device placement for this process, and the device that models
   and batches go to.
 """
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
-from typing import Iterator
+from functools import cache
 
 import numpy as np
 import torch
@@ -47,7 +48,7 @@ def _state():
     return PartialState(cpu=cpu_launch())  # the one shared state; get_accelerator() below agrees on cpu
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_accelerator():
     """The process's Accelerator (device placement). Its own mixed precision stays off: accelerate would patch
     the model's forward with autocast for good, so the Fisher and the scores after training would run in
@@ -122,15 +123,16 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
         return
     device = params[0].device
     parts = [torch.tensor([0.0 if p.grad is None else 1.0], device=device) for p in params]
-    parts += [(torch.zeros_like(p, dtype=torch.float32) if p.grad is None else p.grad.float()).reshape(-1)
-              for p in params]
+    parts += [
+        (torch.zeros_like(p, dtype=torch.float32) if p.grad is None else p.grad.float()).reshape(-1) for p in params
+    ]
     flat = torch.cat(parts)
     torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
     flags, offset = flat[: len(params)], len(params)
     for i, p in enumerate(params):
         size = p.numel()
         if flags[i] > 0:
-            mean = (flat[offset: offset + size] / n).view_as(p).to(p.dtype)
+            mean = (flat[offset : offset + size] / n).view_as(p).to(p.dtype)
             if p.grad is None:
                 p.grad = mean
             else:
@@ -154,10 +156,10 @@ class ShardedBatches(Sampler[list[int]]):
         return len(range(self.rank, total, self.world))
 
     def __iter__(self) -> Iterator[list[int]]:  # a generator: the batches are drawn at the first next(), as a
-        every = list(self.batches)                 # DataLoader's own sampler is (after it drew its worker seed)
+        every = list(self.batches)  # DataLoader's own sampler is (after it drew its worker seed)
         if self.pad and every and len(every) % self.world:
             every += [every[i % len(every)] for i in range(self.world - len(every) % self.world)]
-        yield from every[self.rank:: self.world]
+        yield from every[self.rank :: self.world]
 
 
 def gather_rows(rows: np.ndarray, scores: np.ndarray, n_rows: int) -> np.ndarray:
@@ -175,8 +177,10 @@ def gather_rows(rows: np.ndarray, scores: np.ndarray, n_rows: int) -> np.ndarray
     everything = everything[everything[:, 0] >= 0]  # the padding
     got = everything[:, 0].long().numpy()
     if len(got) != n_rows or len(np.unique(got)) != n_rows:
-        raise RuntimeError(f"gathered scores cover {len(np.unique(got))} distinct rows in {len(got)} of the table's "
-                           f"{n_rows}: the processes did not score disjoint shares of it")
+        raise RuntimeError(
+            f"gathered scores cover {len(np.unique(got))} distinct rows in {len(got)} of the table's "
+            f"{n_rows}: the processes did not score disjoint shares of it"
+        )
     out = np.empty(n_rows, dtype=np.float32)
     out[got] = everything[:, 1].numpy().astype(np.float32)
     return out
@@ -210,15 +214,21 @@ def agree(what: str, value, differences=None) -> None:
     if bad.item() == 0:
         return
     if diffs:
-        raise FrkitInputError(f"process {rank()} of {world_size()} has other {what} than the main process "
-                              f"({'; '.join(diffs)}); launch every process with the same params file, -p overrides "
-                              "and data")
-    raise FrkitInputError(f"another process of this launch has other {what} than the main process (its error names "
-                          "the difference)")
+        raise FrkitInputError(
+            f"process {rank()} of {world_size()} has other {what} than the main process "
+            f"({'; '.join(diffs)}); launch every process with the same params file, -p overrides "
+            "and data"
+        )
+    raise FrkitInputError(
+        f"another process of this launch has other {what} than the main process (its error names the difference)"
+    )
 
 
 def _dict_differences(main, mine) -> list[str]:
     if not isinstance(main, dict) or not isinstance(mine, dict):
         return [f"{main!r} on the main process, {mine!r} here"]
-    return [f"{k}: {main.get(k)!r} on the main process, {mine.get(k)!r} here"
-            for k in sorted(set(main) | set(mine), key=str) if main.get(k) != mine.get(k)]
+    return [
+        f"{k}: {main.get(k)!r} on the main process, {mine.get(k)!r} here"
+        for k in sorted(set(main) | set(mine), key=str)
+        if main.get(k) != mine.get(k)
+    ]

@@ -4,6 +4,7 @@ R[k, t] = ROC-AUC on marketplace t's test set after learning marketplaces 0..k (
 rows = training steps, columns = evaluated marketplaces). Entries with t > k exist only when unseen
 marketplaces are evaluated (``evaluate_unseen``); otherwise they are NaN.
 """
+
 from __future__ import annotations
 
 import numpy as np

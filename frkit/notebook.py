@@ -14,6 +14,7 @@ a key is set to null in the params file, not here. The report's injected cell th
 shows just what this run was given. (papermill's ``-f FILE`` injects FILE's keys one by one, on top of the
 notebook's ``params_file``; ``frkit notebook NB -f FILE`` injects ``params_file = FILE`` instead.)
 """
+
 from __future__ import annotations
 
 import os
@@ -75,7 +76,8 @@ def render_html(notebook: Path, html: Path, plotly_js: Path | None = None) -> Pa
 
 
 def share_plotly_js(body: str, html: Path, plotly_js: Path) -> str:
-    """``body`` with its embedded plotly.js replaced by ``<script src=...>`` of ``plotly_js`` (written if it differs)."""
+    """``body`` with its embedded plotly.js replaced by ``<script src=...>`` of ``plotly_js`` (written if it
+    differs)."""
     from plotly.offline import get_plotlyjs
 
     js = get_plotlyjs()
@@ -98,9 +100,15 @@ def _portable(path: str | Path) -> str:
         return str(path)
 
 
-def run_notebook(notebook: str | Path, params_file: str | Path | None = None, out_dir: str | Path | None = None,
-                 kernel: str = "python3", execution_timeout: float | None = None, plotly_js: str | Path | None = None,
-                 **parameters: Any) -> tuple[Path, Path]:
+def run_notebook(
+    notebook: str | Path,
+    params_file: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    kernel: str = "python3",
+    execution_timeout: float | None = None,
+    plotly_js: str | Path | None = None,
+    **parameters: Any,
+) -> tuple[Path, Path]:
     """Execute ``notebook`` with papermill and write ``.ipynb`` and ``.html``; returns both paths.
 
     The kernel runs in the notebook's own folder, as in JupyterLab. ``params_file`` (a path from the working
@@ -119,28 +127,40 @@ def run_notebook(notebook: str | Path, params_file: str | Path | None = None, ou
         raise FrkitInputError(f"notebook {notebook} does not exist")
     injected = {**({PARAMS_FILE: _portable(params_file)} if params_file else {}), **parameters}
     keys = set(config_class().model_fields)
-    values = {**(read_params(Path(params_file)) if params_file else {}),
-              **{k: v for k, v in parameters.items() if k in keys and v is not None}}  # None: the file's value
+    values = {
+        **(read_params(Path(params_file)) if params_file else {}),
+        **{k: v for k, v in parameters.items() if k in keys and v is not None},
+    }  # None: the file's value
     cfg = make_config(values, source=str(params_file or "parameters"))
     out_dir = Path(out_dir) if out_dir else cfg.run_dir / "reports"
     out_dir.mkdir(parents=True, exist_ok=True)
     out_nb = out_dir / notebook.name
     try:
         # generous kernel start-up: papermill's default start_timeout can run out on a loaded machine
-        pm.execute_notebook(str(notebook), str(out_nb), parameters=injected, kernel_name=kernel,
-                            cwd=str(notebook.parent), start_timeout=300, execution_timeout=execution_timeout,
-                            progress_bar=False)
+        pm.execute_notebook(
+            str(notebook),
+            str(out_nb),
+            parameters=injected,
+            kernel_name=kernel,
+            cwd=str(notebook.parent),
+            start_timeout=300,
+            execution_timeout=execution_timeout,
+            progress_bar=False,
+        )
     except CellTimeoutError as err:
-        raise NotebookCellTimeout(f"{notebook.name}: a cell ran past {execution_timeout} s; "
-                                  f"partial notebook in {out_nb}\n{err}") from None
+        raise NotebookCellTimeout(
+            f"{notebook.name}: a cell ran past {execution_timeout} s; partial notebook in {out_nb}\n{err}"
+        ) from None
     return out_nb, render_html(out_nb, out_nb.with_suffix(".html"), Path(plotly_js) if plotly_js else None)
 
 
 def parameters_source(params_file: str, **keys: Any) -> str:
     """The committed ``parameters`` cell: a params file and the notebook's own keys."""
-    lines = ["# Parameters: a params file (relative paths: from the project root) and this notebook's own keys.",
-             "# papermill -p key value / -p params_file params/x.yaml override them.",
-             f"{PARAMS_FILE} = {params_file!r}"]
+    lines = [
+        "# Parameters: a params file (relative paths: from the project root) and this notebook's own keys.",
+        "# papermill -p key value / -p params_file params/x.yaml override them.",
+        f"{PARAMS_FILE} = {params_file!r}",
+    ]
     lines += [f"{k} = {v!r}" for k, v in keys.items()]
     return "\n".join(lines)
 

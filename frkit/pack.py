@@ -7,6 +7,7 @@ copy does not. After ``tar xJf bundle.tar.xz -C DIR`` run with the overrides tha
 
     frkit sweep params/sweeps/pawsx_gpu.yaml -p model_name_or_path DIR/model -p trim_vocab false -p data_path DIR/data
 """
+
 from __future__ import annotations
 
 import lzma
@@ -18,8 +19,9 @@ from frkit.config import load_params
 from frkit.errors import FrkitInputError
 
 
-def pack_bundle(params_path: str | Path, out_path: str | Path, overrides: dict | None = None,
-                preset: int = 9 | lzma.PRESET_EXTREME) -> dict:
+def pack_bundle(
+    params_path: str | Path, out_path: str | Path, overrides: dict | None = None, preset: int = 9 | lzma.PRESET_EXTREME
+) -> dict:
     """Write ``out_path`` (model/ and data/) and return the parameter overrides, with ``DIR`` for the folder."""
     from frkit.models.source import prepare_model_source
     from frkit.runner import load_configured_marketplaces
@@ -27,13 +29,17 @@ def pack_bundle(params_path: str | Path, out_path: str | Path, overrides: dict |
     cfg = load_params(params_path, **(overrides or {}))
     data_path = cfg.data_dir
     if data_path is None or not data_path.is_dir():
-        raise FrkitInputError(f"{params_path}: key 'data_path' ({cfg.data_path!r}) must be a data folder to pack; "
-                              "for `tables:` copy the files yourself")
+        raise FrkitInputError(
+            f"{params_path}: key 'data_path' ({cfg.data_path!r}) must be a data folder to pack; "
+            "for `tables:` copy the files yourself"
+        )
     marketplaces = load_configured_marketplaces(cfg)  # bad data fails here, before the long compression
     model_dir = Path(prepare_model_source(cfg, marketplaces))
     if not model_dir.is_dir():
-        raise FrkitInputError(f"{params_path}: key 'model_name_or_path' ({cfg.model_name_or_path!r}) is a Hub id, "
-                              "not a local folder: nothing to pack (the other machine downloads it itself)")
+        raise FrkitInputError(
+            f"{params_path}: key 'model_name_or_path' ({cfg.model_name_or_path!r}) is a Hub id, "
+            "not a local folder: nothing to pack (the other machine downloads it itself)"
+        )
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(out_path.name + ".partial")  # a stopped pack never leaves a truncated bundle

@@ -12,6 +12,7 @@ In this repository that is the folder holding ``pyproject.toml``, ``params/`` an
 below it a command or kernel runs. Absolute paths are used as they are. (File arguments typed on the
 command line, such as ``frkit run params/x.yaml``, are ordinary shell paths from the working folder.)
 """
+
 from __future__ import annotations
 
 import os

@@ -9,12 +9,13 @@ Autocast only ever wraps the encoder's forward and backward. The papers' math (t
 penalties of Eq. 2 and 4, the projection of Eq. 5, the KL of Eq. 9) and every metric run in fp32 inside
 :func:`full_precision`, whatever autocast is active around them.
 """
+
 from __future__ import annotations
 
 import contextlib
 import logging
 import platform
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import torch
@@ -71,7 +72,10 @@ def bf16_support(device: torch.device) -> tuple[bool, str]:
         found = sorted(cpu_flags() & set(BF16_CPU_FLAGS))
         if found:
             return True, f"{cpu_model()} has {'/'.join(found)}"
-        return False, f"{cpu_model()} has neither AMX-BF16 nor AVX512-BF16 (its bf16 matmuls are emulated, many times slower)"
+        return (
+            False,
+            f"{cpu_model()} has neither AMX-BF16 nor AVX512-BF16 (its bf16 matmuls are emulated, many times slower)",
+        )
     return False, f"no bf16 autocast on {device.type}"
 
 
@@ -96,7 +100,7 @@ def resolved_precision(requested: str) -> str:
     return resolve_precision(requested, distributed.device())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _notice(device_type: str, ok: bool, why: str) -> None:  # once per process and device
     log.info("precision auto: %s on %s (%s)", "bf16 autocast" if ok else "fp32", device_type, why)
 

@@ -7,6 +7,7 @@ AVX2-only EPYC gave independent's AUC matrices to the last digit, FR-LoRA's with
 last-digit differences). Under bf16 autocast the rounding depends on the CPU's kernels too, so a run that recorded
 bf16 is trained again in bf16. Use ``--tolerance`` for what counts as the same.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,11 +49,17 @@ class Recheck:
             return [[None if np.isnan(x) else float(x) for x in row] for row in m]
 
         env = environment(0)
-        return {"result": str(self.folder), "precision": self.precision, "marketplaces": self.names,
-                "committed": rows(self.committed), "again": rows(self.again),
-                "max_difference": None if np.isinf(self.max_difference) else self.max_difference,
-                "again_on": {k: env[k] for k in ("cpu", "bf16_autocast_why", "torch_threads", "git_revision", "versions",
-                                                 "started")}}
+        return {
+            "result": str(self.folder),
+            "precision": self.precision,
+            "marketplaces": self.names,
+            "committed": rows(self.committed),
+            "again": rows(self.again),
+            "max_difference": None if np.isinf(self.max_difference) else self.max_difference,
+            "again_on": {
+                k: env[k] for k in ("cpu", "bf16_autocast_why", "torch_threads", "git_revision", "versions", "started")
+            },
+        }
 
 
 def read_committed(folder: Path) -> tuple[dict, np.ndarray, list[dict]]:
@@ -62,15 +69,20 @@ def read_committed(folder: Path) -> tuple[dict, np.ndarray, list[dict]]:
 
     for name in ("params.yaml", "metrics.json", "progress.json"):
         if not (folder / name).is_file():
-            raise FrkitInputError(f"{folder}: no {name}; expected a finished run's folder (params.yaml, "
-                                  "metrics.json, progress.json), e.g. results/cpu_stsb/independent/en-es-ja/seed0")
+            raise FrkitInputError(
+                f"{folder}: no {name}; expected a finished run's folder (params.yaml, "
+                "metrics.json, progress.json), e.g. results/cpu_stsb/independent/en-es-ja/seed0"
+            )
     rec = load_run(folder)
     try:
-        committed = np.array([[np.nan if x is None else x for x in row] for row in rec.metrics["auc_matrix"]],
-                             dtype=float)
+        committed = np.array(
+            [[np.nan if x is None else x for x in row] for row in rec.metrics["auc_matrix"]], dtype=float
+        )
     except (TypeError, ValueError, KeyError) as err:
-        raise FrkitInputError(f"{folder / 'metrics.json'}: no auc_matrix of numbers ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        raise FrkitInputError(
+            f"{folder / 'metrics.json'}: no auc_matrix of numbers ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
     if committed.ndim != 2 or committed.shape[0] != committed.shape[1]:
         raise FrkitInputError(f"{folder / 'metrics.json'}: auc_matrix is not a square matrix ({committed.shape})")
     return rec.params, committed, rec.progress["steps"]
@@ -85,39 +97,47 @@ def choose_precision(folder: Path, steps: list[dict], precision: str | None) -> 
         return precision, "frkit recheck --precision"
     recorded = run_precision(folder, steps)
     if recorded == "mixed":
-        raise FrkitInputError(f"{folder}: its steps ran in different precisions (resumed on another machine); "
-                              "choose one with --precision fp32 or --precision bf16")
+        raise FrkitInputError(
+            f"{folder}: its steps ran in different precisions (resumed on another machine); "
+            "choose one with --precision fp32 or --precision bf16"
+        )
     if recorded == UNRECORDED:
         return "fp32", f"frkit recheck (no precision recorded in {folder}: fp32)"
     return recorded, f"frkit recheck (the precision {folder} recorded)"
 
 
-def recheck(folder: str | Path, output_dir: str | Path = RECHECK_DIR, precision: str | None = None,
-            show_progress: bool = True) -> Recheck:
+def recheck(
+    folder: str | Path, output_dir: str | Path = RECHECK_DIR, precision: str | None = None, show_progress: bool = True
+) -> Recheck:
     """Train the committed run in ``folder`` again, in a new folder under ``output_dir`` (never setting an earlier
     recheck aside), and return both AUC matrices. The run's own parameters are used unchanged apart from where
     it is written and ``precision``; its checkpoints are deleted once it has finished (they serve only a resume)."""
     from frkit.config import make_config
+    from frkit.distributed import get_accelerator
     from frkit.paths import resolve
     from frkit.precision import resolve_precision
     from frkit.records import with_legacy_values
     from frkit.runner import run
-    from frkit.distributed import get_accelerator
 
     folder = Path(folder)
     params, committed, steps = read_committed(folder)
     chosen, source = choose_precision(folder, steps, precision)  # checked before anything trains or is written
     params = with_legacy_values(params)  # a key an older run lacks: what that run did
-    cfg = make_config({**params, "resume": False}, source=str(folder / "params.yaml"), override_source=source,
-                      precision=chosen)
+    cfg = make_config(
+        {**params, "resume": False}, source=str(folder / "params.yaml"), override_source=source, precision=chosen
+    )
     if committed.shape != (len(cfg.marketplaces),) * 2:
-        raise FrkitInputError(f"{folder}: metrics.json's auc_matrix is {committed.shape}, but params.yaml names "
-                              f"{len(cfg.marketplaces)} marketplaces; the result folder does not match its params")
+        raise FrkitInputError(
+            f"{folder}: metrics.json's auc_matrix is {committed.shape}, but params.yaml names "
+            f"{len(cfg.marketplaces)} marketplaces; the result folder does not match its params"
+        )
     try:
         resolve_precision(chosen, get_accelerator().device)
     except FrkitInputError as err:
-        raise FrkitInputError(f"{source}: {chosen} cannot run on this machine ({err}); train it again with "
-                              "--precision fp32 and compare with a --tolerance") from None
+        raise FrkitInputError(
+            f"{source}: {chosen} cannot run on this machine ({err}); train it again with "
+            "--precision fp32 and compare with a --tolerance"
+        ) from None
     out = resolve(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = cfg.model_copy(update={"output_dir": tempfile.mkdtemp(prefix="recheck-", dir=out)})  # checked above
@@ -145,15 +165,19 @@ def report(check: Recheck) -> str:
 def table(paths: list[str | Path]) -> str:
     """Markdown table of recheck.json files: what was rechecked, in what precision, on what CPU, how far apart,
     and how far the final average AUC moved (``python -m frkit.recheck results/rechecks/*.json``)."""
-    lines = ["| result | precision | rechecked on | largest \\|difference\\| | final average AUC: committed -> again |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| result | precision | rechecked on | largest \\|difference\\| | final average AUC: committed -> again |",
+        "|---|---|---|---|---|",
+    ]
     for path in paths:
         r = json.loads(Path(path).read_text(encoding="utf-8"))
         largest = "cell in one matrix only" if r["max_difference"] is None else f"{r['max_difference']:.3g}"
         avg = [float(np.mean(r[k][-1])) for k in ("committed", "again")]
         on = r["again_on"]
-        lines.append(f"| `{r['result']}` | {r['precision']} | {on.get('bf16_autocast_why', on['cpu'])}; {on['torch_threads']} "
-                     f"thread(s) | {largest} | {avg[0]:.4f} -> {avg[1]:.4f} ({avg[1] - avg[0]:+.4f}) |")
+        lines.append(
+            f"| `{r['result']}` | {r['precision']} | {on.get('bf16_autocast_why', on['cpu'])}; {on['torch_threads']} "
+            f"thread(s) | {largest} | {avg[0]:.4f} -> {avg[1]:.4f} ({avg[1] - avg[0]:+.4f}) |"
+        )
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
 """A run's method reloaded from its latest checkpoint (notebooks 03-05, frkit export): nothing trains here."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,9 @@ def load_method(run_dir: str | Path):
         raise FrkitInputError(f"{run_dir} has no finished marketplace to load")
     problem = verify(checkpoint)
     if problem is not None:  # analysis of a damaged checkpoint would show garbage as results
-        raise FrkitInputError(f"the latest checkpoint of {run_dir} is damaged: {problem}; run the same params again "
-                              "(frkit run) to set it aside and redo that marketplace")
+        raise FrkitInputError(
+            f"the latest checkpoint of {run_dir} is damaged: {problem}; run the same params again "
+            "(frkit run) to set it aside and redo that marketplace"
+        )
     method.load(checkpoint)
     return cfg, method, marketplaces

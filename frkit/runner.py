@@ -6,6 +6,7 @@ for each marketplace k, in the configured order:
     save the method's state and R[k]         -- a stopped run resumes here
 then metrics (average, forgetting, BWT, FWT) go to metrics.json and auc_matrix.csv.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,12 +20,12 @@ import numpy as np
 import torch
 from transformers import set_seed
 
+from frkit import distributed
 from frkit.config import BaseRunConfig, default_params
 from frkit.data import load_marketplaces
-from frkit.data.marketplace import Marketplace
-from frkit import distributed
-from frkit.methods import METHODS
 from frkit.data.batching import TableLoaders
+from frkit.data.marketplace import Marketplace
+from frkit.methods import METHODS
 from frkit.methods.base import MethodContext
 from frkit.metrics import auc_matrix_frame, summarize
 from frkit.models.cross_encoder import fresh_cross_encoder
@@ -49,10 +50,20 @@ class RunResult:
 def load_configured_marketplaces(cfg: BaseRunConfig) -> list[Marketplace]:
     """Load and validate every marketplace: bad data fails here, before any model is touched."""
     return load_marketplaces(
-        cfg.data_source, cfg.data_dir if cfg.data_dir is not None else cfg.data_path, cfg.marketplaces,
-        train_file=cfg.train_file, validation_fraction=cfg.validation_fraction, small_version=cfg.small_version,
-        tables=cfg.tables, columns=cfg.columns, max_train=cfg.max_train, max_validation=cfg.max_validation,
-        max_test=cfg.max_test, seed=cfg.seed, parallel_pairs=cfg.parallel_pairs, stsb_threshold=cfg.stsb_threshold,
+        cfg.data_source,
+        cfg.data_dir if cfg.data_dir is not None else cfg.data_path,
+        cfg.marketplaces,
+        train_file=cfg.train_file,
+        validation_fraction=cfg.validation_fraction,
+        small_version=cfg.small_version,
+        tables=cfg.tables,
+        columns=cfg.columns,
+        max_train=cfg.max_train,
+        max_validation=cfg.max_validation,
+        max_test=cfg.max_test,
+        seed=cfg.seed,
+        parallel_pairs=cfg.parallel_pairs,
+        stsb_threshold=cfg.stsb_threshold,
     )
 
 
@@ -62,8 +73,9 @@ _INIT_AUCS: dict[str, float] = {}  # per process: the runs of a sweep share b_t 
 def _init_key(cfg, model_source, m: Marketplace) -> str:
     """What b_t of marketplace ``m`` depends on, hashed: the encoder, seed, pooling, how the test set is read, the
     precision, and the test set itself."""
-    digest = hashlib.sha256(json.dumps([str(model_source), cfg.seed, cfg.pooling, cfg.max_length, cfg.precision,
-                                        m.name]).encode())
+    digest = hashlib.sha256(
+        json.dumps([str(model_source), cfg.seed, cfg.pooling, cfg.max_length, cfg.precision, m.name]).encode()
+    )
     for column in ("id", "label", "text_a", "text_b"):
         digest.update(json.dumps([str(x) for x in m.test[column]]).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
@@ -96,8 +108,10 @@ def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
     folder = RunFolder(cfg.run_dir)
     # the tracker is checked before any data or model loads (W&B without a key fails here) and closed however the
     # run ends, before the lock is dropped (frkit/tracking/)
-    with folder.locked(take=distributed.is_main(), share=distributed.broadcast_object), \
-            RunTracking(cfg.report_to) as tracking:
+    with (
+        folder.locked(take=distributed.is_main(), share=distributed.broadcast_object),
+        RunTracking(cfg.report_to) as tracking,
+    ):
         return _run(cfg, folder, show_progress, tracking)
 
 
@@ -118,8 +132,9 @@ def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool, tracking: R
     tokenizer = load_tokenizer(model_source)
     base_encoder = load_encoder(model_source)  # before the run folder is written: a broken weight file is named first
     loaders = TableLoaders.from_config(cfg, tokenizer, shard=(distributed.rank(), distributed.world_size()))
-    ctx = MethodContext(cfg, model_source, tokenizer, show_progress=show_progress, base_encoder=base_encoder,
-                        loaders=loaders)
+    ctx = MethodContext(
+        cfg, model_source, tokenizer, show_progress=show_progress, base_encoder=base_encoder, loaders=loaders
+    )
     prints = fingerprint(marketplaces, resolve_model_source(cfg.model_name_or_path))
     distributed.agree("data or model", prints, differences)
     distributed.barrier()  # every process has checked the folder before the main one writes it
@@ -152,10 +167,13 @@ def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool, tracking: R
     init_aucs = progress.get("init_aucs")
     if cfg.evaluate_unseen and init_aucs is None:
         wall, cpu = time.time(), time.process_time()
-        init_aucs = _init_aucs(cfg, base_encoder, loaders, model_source, marketplaces)  # every process: the scores are sharded and gathered
+        init_aucs = _init_aucs(
+            cfg, base_encoder, loaders, model_source, marketplaces
+        )  # every process: the scores are sharded and gathered
         if distributed.is_main():
-            folder.save_init_aucs(init_aucs, {"init_seconds": time.time() - wall,
-                                              "init_cpu_seconds": time.process_time() - cpu})
+            folder.save_init_aucs(
+                init_aucs, {"init_seconds": time.time() - wall, "init_cpu_seconds": time.process_time() - cpu}
+            )
 
     for k in range(done, K):
         marketplace = marketplaces[k]
@@ -170,12 +188,20 @@ def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool, tracking: R
         trainable[marketplace.name] = method.trainable_params
         if distributed.is_main():
             folder.save_artifacts(k, marketplace.name, method.artifacts())  # before the step is recorded
-            folder.save_step(k, marketplace.name, row, {**learn_log, "learn_seconds": learn_s,
-                                                         "eval_seconds": time.time() - started - learn_s,
-                                                         "cpu_seconds": time.process_time() - cpu,
-                                                         "precision": precision,
-                                                         **({"processes": distributed.world_size()}
-                                                            if distributed.world_size() > 1 else {})}, method)
+            folder.save_step(
+                k,
+                marketplace.name,
+                row,
+                {
+                    **learn_log,
+                    "learn_seconds": learn_s,
+                    "eval_seconds": time.time() - started - learn_s,
+                    "cpu_seconds": time.process_time() - cpu,
+                    "precision": precision,
+                    **({"processes": distributed.world_size()} if distributed.world_size() > 1 else {}),
+                },
+                method,
+            )
             tracking.step(k, marketplace.name, learn_log, row)
         distributed.barrier()  # the step is recorded before any process goes on
         log.info("after %s: %s", marketplace.name, dict(zip(names, row)))

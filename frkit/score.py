@@ -10,6 +10,7 @@ under bf16 autocast where the device runs it fast (``frkit/precision.py``; the h
 back in file order. The output holds the input's id, ``score`` (the relevance logit margin logit[1] - logit[0]) and
 the label where the input has one; it is written atomically (an existing output is replaced only when complete).
 """
+
 from __future__ import annotations
 
 import logging
@@ -77,9 +78,11 @@ def read_pairs(file: str | Path, columns: Mapping[str, str] | None = None) -> pd
         if bad.any():
             row = int(bad.nonzero()[0][0]) + 1
             what = "id" if key == "id" else "text"
-            raise FrkitInputError(f"{where}: data row {row} (counting from 1 after the header), column "
-                                  f"{mapping[key]!r}: empty or missing {what} ({int(bad.sum())} such row(s) in all); "
-                                  f"expected non-empty {what}")
+            raise FrkitInputError(
+                f"{where}: data row {row} (counting from 1 after the header), column "
+                f"{mapping[key]!r}: empty or missing {what} ({int(bad.sum())} such row(s) in all); "
+                f"expected non-empty {what}"
+            )
         out[key] = text.to_numpy()
     if pd.api.types.is_float_dtype(raw[mapping["id"]]) and (raw[mapping["id"]] % 1 == 0).all():
         out["id"] = raw[mapping["id"]].astype("int64").astype(str).to_numpy()
@@ -88,7 +91,7 @@ def read_pairs(file: str | Path, columns: Mapping[str, str] | None = None) -> pd
         try:
             out["label"] = map_labels(labels, where, mapping["label"]).to_numpy()
         except FrkitInputError as err:
-            from frkit.data.validate import _label_key, LABEL_SETS
+            from frkit.data.validate import LABEL_SETS, _label_key
 
             ok = labels.astype(object).map(_label_key).isin(list(LABEL_SETS["any"][0])).to_numpy()
             row = int((~ok).nonzero()[0][0]) + 1
@@ -97,6 +100,7 @@ def read_pairs(file: str | Path, columns: Mapping[str, str] | None = None) -> pd
 
 
 # --------------------------------------------------------------------------- the model
+
 
 class _Fp32(nn.Module):
     """Runs ``inner`` in fp32 outside autocast: the head, as frkit scores (scores keep their resolution)."""
@@ -118,8 +122,9 @@ def load_scorer(source: str | Path, marketplace: str | None = None):
 
         ex = prepare(source, marketplace)
         return ex.model, ex.tokenizer, ex.cfg.max_length, dict(ex.cfg.columns or {})
-    from frkit.models.encoder import check_model_folder
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from frkit.models.encoder import check_model_folder
 
     check_model_folder(source, str(source))
     try:
@@ -128,8 +133,10 @@ def load_scorer(source: str | Path, marketplace: str | None = None):
     except (OSError, ValueError) as err:
         raise FrkitInputError(f"{source}: not a sequence-classification model folder: {err}") from None
     if model.config.num_labels != 2:
-        raise FrkitInputError(f"{source}: the model has {model.config.num_labels} label(s); frkit scores 2-label "
-                              "(not relevant / relevant) classifiers, as frkit export writes them")
+        raise FrkitInputError(
+            f"{source}: the model has {model.config.num_labels} label(s); frkit scores 2-label "
+            "(not relevant / relevant) classifiers, as frkit export writes them"
+        )
     limit = getattr(model.config, "max_position_embeddings", DEFAULT_MAX_LENGTH)
     max_length = min(tokenizer.model_max_length or DEFAULT_MAX_LENGTH, limit, DEFAULT_MAX_LENGTH * 64)
     return model.float().eval(), tokenizer, max_length, {}
@@ -148,8 +155,16 @@ def _head_in_fp32(model: nn.Module, device_type: str) -> None:
 
 
 @torch.no_grad()
-def margins(model, tokenizer, table: pd.DataFrame, max_length: int, batch_size: int = 64, precision: str = "fp32",
-            device: torch.device | None = None, show_progress: bool = True) -> np.ndarray:
+def margins(
+    model,
+    tokenizer,
+    table: pd.DataFrame,
+    max_length: int,
+    batch_size: int = 64,
+    precision: str = "fp32",
+    device: torch.device | None = None,
+    show_progress: bool = True,
+) -> np.ndarray:
     """logit[1] - logit[0] for every row of ``table``, in table order (length-sorted batches)."""
     from tqdm.auto import tqdm
 
@@ -159,7 +174,7 @@ def margins(model, tokenizer, table: pd.DataFrame, max_length: int, batch_size: 
     lengths = np.array([len(x) for x in enc["input_ids"]])
     order = np.argsort(-lengths, kind="stable")
     out = np.zeros(len(table), dtype=np.float32)
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for rows in tqdm(batches, desc="scoring", unit="batch", disable=not show_progress):
         batch = tokenizer.pad({k: [enc[k][i] for i in rows] for k in keys}, return_tensors="pt")
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -170,13 +185,23 @@ def margins(model, tokenizer, table: pd.DataFrame, max_length: int, batch_size: 
     return out
 
 
-def score_file(source: str | Path, pairs_file: str | Path, out: str | Path, marketplace: str | None = None,
-               columns: Mapping[str, str] | None = None, batch_size: int = 64, precision: str = "auto",
-               max_length: int | None = None, show_progress: bool = True) -> pd.DataFrame:
+def score_file(
+    source: str | Path,
+    pairs_file: str | Path,
+    out: str | Path,
+    marketplace: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    batch_size: int = 64,
+    precision: str = "auto",
+    max_length: int | None = None,
+    show_progress: bool = True,
+) -> pd.DataFrame:
     """Score ``pairs_file`` with an exported folder (or a run's ``marketplace``) and write ``out`` atomically."""
     out = Path(out)
     if out.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise FrkitInputError(f"-o {out}: unsupported extension {out.suffix!r}; expected one of {list(OUTPUT_SUFFIXES)}")
+        raise FrkitInputError(
+            f"-o {out}: unsupported extension {out.suffix!r}; expected one of {list(OUTPUT_SUFFIXES)}"
+        )
     if batch_size < 1:
         raise FrkitInputError(f"--batch-size {batch_size}: expected a positive number")
     source = Path(source)

@@ -6,12 +6,13 @@ gradient clipping, bf16 autocast where the device runs it fast (``frkit/precisio
 (``frkit/distributed.py``). A method
 supplies *what* to optimise and *which loss*; this file owns *how*.
 """
+
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -19,11 +20,11 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
 from frkit import distributed
 from frkit.distributed import ShardedBatches, gather_rows
 from frkit.precision import autocast, full_precision, resolved_precision
-from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
 LossFn = Callable[[nn.Module, dict], torch.Tensor]
 log = logging.getLogger(__name__)
@@ -113,11 +114,17 @@ class TrainSettings:
     show_progress: bool = True
 
     @classmethod
-    def from_config(cls, cfg, lr: float, **overrides) -> "TrainSettings":
+    def from_config(cls, cfg, lr: float, **overrides) -> TrainSettings:
         values = dict(
-            lr=lr, epochs=cfg.epochs, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
-            warmup_ratio=cfg.warmup_ratio, patience=cfg.patience, max_grad_norm=cfg.max_grad_norm,
-            precision=cfg.precision, max_steps_per_epoch=cfg.max_steps_per_epoch,
+            lr=lr,
+            epochs=cfg.epochs,
+            weight_decay=cfg.weight_decay,
+            schedule=cfg.schedule,
+            warmup_ratio=cfg.warmup_ratio,
+            patience=cfg.patience,
+            max_grad_norm=cfg.max_grad_norm,
+            precision=cfg.precision,
+            max_steps_per_epoch=cfg.max_steps_per_epoch,
             eval_every_steps=cfg.eval_every_steps,
         )
         values.update(overrides)
@@ -134,8 +141,14 @@ def warmup_steps(settings: TrainSettings, total_steps: int, desc: str = "train")
         return int(settings.warmup_ratio * total_steps)
     cap = int(settings.max_warmup_ratio * total_steps)
     if settings.warmup_steps > cap:
-        log.info("%s: warm-up shortened from %d to %d steps (%.0f%% of the %d steps this run has)", desc,
-                 settings.warmup_steps, cap, 100 * settings.max_warmup_ratio, total_steps)
+        log.info(
+            "%s: warm-up shortened from %d to %d steps (%.0f%% of the %d steps this run has)",
+            desc,
+            settings.warmup_steps,
+            cap,
+            100 * settings.max_warmup_ratio,
+            total_steps,
+        )
         return cap
     return settings.warmup_steps
 
@@ -171,7 +184,9 @@ def fit(
     if not trainable:
         raise ValueError(f"{desc}: nothing to train (no parameters passed to fit)")
     # fused: one kernel for all parameters (torch >= 2.4 on CPU and CUDA) instead of a Python loop over every tensor
-    optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay, fused=_fused_ok(trainable))
+    optimizer = torch.optim.AdamW(
+        groups, lr=settings.lr, weight_decay=settings.weight_decay, fused=_fused_ok(trainable)
+    )
     steps_per_epoch = len(train_loader)
     if settings.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, settings.max_steps_per_epoch)
@@ -194,8 +209,13 @@ def fit(
     for epoch in range(settings.epochs):
         model_p.train()
         running, since_eval, window = 0.0, 0, 0.0
-        bar = tqdm(train_loader, total=steps_per_epoch, desc=f"{desc} epoch {epoch + 1}/{settings.epochs}",
-                   disable=not settings.show_progress or not accelerator.is_local_main_process, leave=False)
+        bar = tqdm(
+            train_loader,
+            total=steps_per_epoch,
+            desc=f"{desc} epoch {epoch + 1}/{settings.epochs}",
+            disable=not settings.show_progress or not accelerator.is_local_main_process,
+            leave=False,
+        )
         for i, batch in enumerate(bar):
             if i >= steps_per_epoch:
                 break
@@ -217,18 +237,31 @@ def fit(
             since_eval += 1
             bar.set_postfix(loss=f"{running / (i + 1):.4f}")
             if settings.eval_every_steps and step % settings.eval_every_steps == 0:
-                best.curve.append({"step": step, "epoch": epoch + 1, "train_loss": window / since_eval,
-                                   "val_auc": _checked(validate(), desc, step)})
+                best.curve.append(
+                    {
+                        "step": step,
+                        "epoch": epoch + 1,
+                        "train_loss": window / since_eval,
+                        "val_auc": _checked(validate(), desc, step),
+                    }
+                )
                 model_p.train()
                 window, since_eval = 0.0, 0
             if on_step is not None:
                 on_step(step, value)
         val_auc = _checked(validate(), desc, step)
-        best.history.append({"epoch": epoch + 1, "step": step, "train_loss": running / max(1, steps_per_epoch),
-                             "val_auc": val_auc})
+        best.history.append(
+            {"epoch": epoch + 1, "step": step, "train_loss": running / max(1, steps_per_epoch), "val_auc": val_auc}
+        )
         best.epochs_run = epoch + 1
-        log.info("%s epoch %d/%d: train loss %.4f, validation AUC %.4f", desc, epoch + 1, settings.epochs,
-                 best.history[-1]["train_loss"], val_auc)  # the record of runs trained without a progress bar
+        log.info(
+            "%s epoch %d/%d: train loss %.4f, validation AUC %.4f",
+            desc,
+            epoch + 1,
+            settings.epochs,
+            best.history[-1]["train_loss"],
+            val_auc,
+        )  # the record of runs trained without a progress bar
         if val_auc > best.best_val_auc:
             best.best_val_auc, best.best_epoch, bad_epochs = val_auc, epoch + 1, 0
             best_state = [p.detach().clone() for p in trainable]
@@ -248,8 +281,10 @@ def fit(
 def _checked(val_auc: float, desc: str, step: int) -> float:
     """A validation AUC that is not a number would make the loop keep the untrained weights: stop instead."""
     if not math.isfinite(val_auc):
-        raise RuntimeError(f"{desc}: validation ROC-AUC is {val_auc} after step {step}; the validation split "
-                           "must hold both labels (frkit checks this when loading data)")
+        raise RuntimeError(
+            f"{desc}: validation ROC-AUC is {val_auc} after step {step}; the validation split "
+            "must hold both labels (frkit checks this when loading data)"
+        )
     return val_auc
 
 

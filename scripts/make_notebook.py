@@ -1,4 +1,5 @@
 """Create a notebook from a list of (kind, source) cells; used once per notebook, then edit in JupyterLab."""
+
 from __future__ import annotations
 
 import nbformat

@@ -4,6 +4,7 @@
 skip with a reason instead of passing silently; ``make test`` installs Debian's chromium and chromium-driver
 where it can (root, apt).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,9 +20,18 @@ from pathlib import Path
 CHROMIUM = os.environ.get("FRKIT_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("FRKIT_CHROMEDRIVER", "/usr/bin/chromedriver")
 # flags a root, headless, offline Chromium needs here (its background connections are refused on this network)
-CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1400,1000"]
+CHROME_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+]
 
 
 def browser_or_skip() -> str | None:
@@ -71,11 +81,25 @@ def jupyterlab(root: Path, settings_dir: Path, log: Path):
     news = settings_dir / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True, exist_ok=True)
     (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
-    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(settings_dir), "JUPYTERLAB_WORKSPACES_DIR": str(settings_dir / "ws")}
+    env = {
+        **os.environ,
+        "JUPYTERLAB_SETTINGS_DIR": str(settings_dir),
+        "JUPYTERLAB_WORKSPACES_DIR": str(settings_dir / "ws"),
+    }
     env.pop("FRKIT_ROOT", None)  # the kernels must find the project root as users' kernels do
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", f"--ServerApp.token={token}",
-           f"--ServerApp.root_dir={root}", "--ServerApp.ip=127.0.0.1", "--LabApp.expose_app_in_browser=True",
-           "--allow-root"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter",
+        "lab",
+        "--no-browser",
+        f"--port={port}",
+        f"--ServerApp.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.ip=127.0.0.1",
+        "--LabApp.expose_app_in_browser=True",
+        "--allow-root",
+    ]
     with log.open("w") as out:
         lab = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
@@ -87,7 +111,7 @@ def jupyterlab(root: Path, settings_dir: Path, log: Path):
                 break
             except OSError:
                 if lab.poll() is not None:
-                    raise RuntimeError(f"JupyterLab exited: {log.read_text()[-2000:]}")
+                    raise RuntimeError(f"JupyterLab exited: {log.read_text()[-2000:]}") from None
                 time.sleep(0.5)
         else:
             raise TimeoutError(f"JupyterLab did not answer in 120 s: {log.read_text()[-2000:]}")
@@ -127,7 +151,9 @@ const w = {NOTEBOOK};
 const out = [];
 w.content.widgets.forEach((c, i) => {{
   if (c.model.type !== 'code') return;
-  c.model.outputs.toJSON().forEach(o => {{ if (o.output_type === 'error') out.push(i + ': ' + o.ename + ': ' + o.evalue); }});
+  c.model.outputs.toJSON().forEach(o => {{
+    if (o.output_type === 'error') out.push(i + ': ' + o.ename + ': ' + o.evalue);
+  }});
 }});
 return out;
 """
@@ -142,14 +168,23 @@ return Array.from({NOTEBOOK}.node.querySelectorAll('.js-plotly-plot')).map(p => 
 def run_all(driver, url: str, token: str, notebook: str, timeout: float = 300) -> dict:
     """Open ``notebook`` in JupyterLab, wait for its kernel, "Run All Cells", wait until every code cell ran."""
     driver.get(f"{url}/lab/tree/{notebook}?token={token}")
-    wait_for(driver, f"return !!(window.jupyterapp && window.jupyterapp.shell && {NOTEBOOK} && {NOTEBOOK}.context && {NOTEBOOK}.context.path === '{notebook}' "
-                     f"&& {NOTEBOOK}.sessionContext && {NOTEBOOK}.sessionContext.session "
-                     f"&& {NOTEBOOK}.sessionContext.session.kernel "
-                     f"&& {NOTEBOOK}.sessionContext.session.kernel.status === 'idle')", 120, f"{notebook}'s kernel")
+    wait_for(
+        driver,
+        f"return !!(window.jupyterapp && window.jupyterapp.shell && {NOTEBOOK} && {NOTEBOOK}.context "
+        f"&& {NOTEBOOK}.context.path === '{notebook}' "
+        f"&& {NOTEBOOK}.sessionContext && {NOTEBOOK}.sessionContext.session "
+        f"&& {NOTEBOOK}.sessionContext.session.kernel "
+        f"&& {NOTEBOOK}.sessionContext.session.kernel.status === 'idle')",
+        120,
+        f"{notebook}'s kernel",
+    )
     driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     time.sleep(1)
-    state = wait_for(driver, f"const s = (function() {{ {RUN_STATE} }})(); "
-                             "return s && s.status === 'idle' && s.pending === 0 ? s : null", timeout,
-                     f"{notebook}: every cell run (Run All)")
+    state = wait_for(
+        driver,
+        f"const s = (function() {{ {RUN_STATE} }})(); return s && s.status === 'idle' && s.pending === 0 ? s : null",
+        timeout,
+        f"{notebook}: every cell run (Run All)",
+    )
     time.sleep(1.5)  # let renderers finish drawing the last outputs
     return state

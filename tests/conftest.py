@@ -2,6 +2,7 @@
 
 Everything is made here, from configs and seeded random numbers: no network, no real weights.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,9 +33,16 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def tiny_bert_config(vocab_size: int) -> BertConfig:
-    return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
-                      attention_probs_dropout_prob=0.0)
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
 
 
 def tiny_tokenizer(vocab: list[str]) -> PreTrainedTokenizerFast:
@@ -43,10 +51,18 @@ def tiny_tokenizer(vocab: list[str]) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.WordLevel(ids, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]")
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -95,10 +111,24 @@ def tiny_params(tmp_path, tiny_model_dir, tiny_pawsx):
 
     def make(**overrides):
         params = dict(
-            run_name="tiny", output_dir=str(tmp_path / "outputs"), seed=0, data_source="pawsx",
-            data_path=str(tiny_pawsx), marketplaces=["en", "es", "ja"], model_name_or_path=str(tiny_model_dir),
-            trim_vocab=False, max_length=32, epochs=2, batch_size=8, eval_batch_size=32, patience=1,
-            lr=1e-3, adapter_lr=1e-2, lora_rank=2, lora_alpha=4, prefix_tokens=3,
+            run_name="tiny",
+            output_dir=str(tmp_path / "outputs"),
+            seed=0,
+            data_source="pawsx",
+            data_path=str(tiny_pawsx),
+            marketplaces=["en", "es", "ja"],
+            model_name_or_path=str(tiny_model_dir),
+            trim_vocab=False,
+            max_length=32,
+            epochs=2,
+            batch_size=8,
+            eval_batch_size=32,
+            patience=1,
+            lr=1e-3,
+            adapter_lr=1e-2,
+            lora_rank=2,
+            lora_alpha=4,
+            prefix_tokens=3,
         )
         params.update(overrides)
         return params
@@ -145,9 +175,19 @@ def notebook_time_breakdown(out_nb, wall: float) -> str:
     return "; ".join(parts)
 
 
-def write_result(results: Path, label: str, seed: int, finals: dict, forgetting: float = -0.01,
-                 order=("en", "es", "ja"), trainable: int = 1000, seconds: float = 10.0, params: dict | None = None,
-                 precision: str | None = None, started: str | None = None) -> Path:
+def write_result(
+    results: Path,
+    label: str,
+    seed: int,
+    finals: dict,
+    forgetting: float = -0.01,
+    order=("en", "es", "ja"),
+    trainable: int = 1000,
+    seconds: float = 10.0,
+    params: dict | None = None,
+    precision: str | None = None,
+    started: str | None = None,
+) -> Path:
     """A finished run's results files, written by hand: only what the summary, the claims and the figures read
     (environment.json only with ``started``, as runs made before it was recorded have none), and their sha256
     manifest, as ``frkit sweep`` exports them (a test that edits a file afterwards writes the manifest again)."""
@@ -155,18 +195,33 @@ def write_result(results: Path, label: str, seed: int, finals: dict, forgetting:
     folder.mkdir(parents=True)
     (folder / "params.yaml").write_text(yaml.safe_dump({"seed": seed, "marketplaces": list(order), **(params or {})}))
     names = list(order)
-    metrics = {"marketplaces": names, "final_auc": finals, "average_auc": float(np.mean(list(finals.values()))),
-               "forgetting": forgetting, "backward_transfer": forgetting, "forward_transfer": 0.1,
-               "trainable_params": {n: trainable for n in names}, "auc_matrix": [[0.5] * 3] * 3}
+    metrics = {
+        "marketplaces": names,
+        "final_auc": finals,
+        "average_auc": float(np.mean(list(finals.values()))),
+        "forgetting": forgetting,
+        "backward_transfer": forgetting,
+        "forward_transfer": 0.1,
+        "trainable_params": {n: trainable for n in names},
+        "auc_matrix": [[0.5] * 3] * 3,
+    }
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    steps = [{"step": i, "marketplace": n, "learn_seconds": seconds, "eval_seconds": 1.0, "cpu_seconds": 2 * seconds,
-              **({"precision": precision} if precision else {})} for i, n in enumerate(names)]
+    steps = [
+        {
+            "step": i,
+            "marketplace": n,
+            "learn_seconds": seconds,
+            "eval_seconds": 1.0,
+            "cpu_seconds": 2 * seconds,
+            **({"precision": precision} if precision else {}),
+        }
+        for i, n in enumerate(names)
+    ]
     (folder / "progress.json").write_text(json.dumps({"steps": steps, "init_aucs": [0.5] * 3}))
     if started:
         (folder / "environment.json").write_text(json.dumps({"started": started, "sessions": [{"started": started}]}))
     write_manifest(folder)
     return folder
-
 
 
 @contextmanager
@@ -207,27 +262,78 @@ def build_notebook_project(root: Path, model_dir: Path, data_dir: Path) -> Path:
     repo = Path(__file__).resolve().parents[1]
     (root / "params" / "sweeps").mkdir(parents=True)
     (root / "pyproject.toml").write_text('[project]\nname = "frkit-notebook-fixture"\n')
-    demo = dict(run_name="demo", output_dir="outputs", seed=0, method="sequential", data_source="pawsx",
-                data_path=str(data_dir), marketplaces=["en", "es", "ja"], model_name_or_path=str(model_dir),
-                trim_vocab=False, max_length=32, epochs=1, batch_size=8, eval_batch_size=32, patience=1, lr=1e-3,
-                adapter_lr=1e-2, lora_rank=2, lora_alpha=4, prefix_tokens=3, eval_every_steps=2)
+    demo = dict(
+        run_name="demo",
+        output_dir="outputs",
+        seed=0,
+        method="sequential",
+        data_source="pawsx",
+        data_path=str(data_dir),
+        marketplaces=["en", "es", "ja"],
+        model_name_or_path=str(model_dir),
+        trim_vocab=False,
+        max_length=32,
+        epochs=1,
+        batch_size=8,
+        eval_batch_size=32,
+        patience=1,
+        lr=1e-3,
+        adapter_lr=1e-2,
+        lora_rank=2,
+        lora_alpha=4,
+        prefix_tokens=3,
+        eval_every_steps=2,
+    )
     (root / "params" / "demo.yaml").write_text(yaml.safe_dump(demo))
     shutil.copytree(repo / "notebooks", root / "notebooks")
-    labels = ["independent", "sequential", "joint", "lora", "replay", "ewc", "fr_lora", "fr_lora_beta0", "fr_dora",
-              "adapter", "adapter_fusion", "attention_distillation", "attention_distillation_t0",
-              "attention_distillation_t01", "attention_distillation_t05"]
-    sweep = {"base": "../demo.yaml", "name": "cpu_stsb", "seeds": [0, 1, 2], "results": "results/cpu_stsb",
-             "runs": {label: {"method": "sequential"} for label in labels}}
+    labels = [
+        "independent",
+        "sequential",
+        "joint",
+        "lora",
+        "replay",
+        "ewc",
+        "fr_lora",
+        "fr_lora_beta0",
+        "fr_dora",
+        "adapter",
+        "adapter_fusion",
+        "attention_distillation",
+        "attention_distillation_t0",
+        "attention_distillation_t01",
+        "attention_distillation_t05",
+    ]
+    sweep = {
+        "base": "../demo.yaml",
+        "name": "cpu_stsb",
+        "seeds": [0, 1, 2],
+        "results": "results/cpu_stsb",
+        "runs": {label: {"method": "sequential"} for label in labels},
+    }
     (root / "params" / "sweeps" / "cpu_stsb.yaml").write_text(yaml.safe_dump(sweep))
     rng = np.random.default_rng(0)
     for i, label in enumerate(labels):
         for seed in range(3):
             finals = dict(zip(["en", "es", "ja"], (0.7 + 0.005 * i + rng.normal(0, 0.01, 3)).round(4).tolist()))
-            write_result(root / "results" / "cpu_stsb", label, seed, finals, forgetting=-0.002 * i,
-                         trainable=10_000 * (i + 1), seconds=10 + i)
-    strength = {"base": "../demo.yaml", "name": "cpu_stsb_ewc", "seeds": [0], "results": "results/cpu_stsb_ewc",
-                "runs": {**{f"ewc_mean_{lam}": {"method": "ewc", "ewc_lambda": lam} for lam in (1, 100, 10000)},
-                         **{f"fr_lora_beta{b}": {"method": "fr_lora", "beta": b} for b in (0.0, 0.01, 1.0)}}}
+            write_result(
+                root / "results" / "cpu_stsb",
+                label,
+                seed,
+                finals,
+                forgetting=-0.002 * i,
+                trainable=10_000 * (i + 1),
+                seconds=10 + i,
+            )
+    strength = {
+        "base": "../demo.yaml",
+        "name": "cpu_stsb_ewc",
+        "seeds": [0],
+        "results": "results/cpu_stsb_ewc",
+        "runs": {
+            **{f"ewc_mean_{lam}": {"method": "ewc", "ewc_lambda": lam} for lam in (1, 100, 10000)},
+            **{f"fr_lora_beta{b}": {"method": "fr_lora", "beta": b} for b in (0.0, 0.01, 1.0)},
+        },
+    }
     (root / "params" / "sweeps" / "cpu_stsb_ewc.yaml").write_text(yaml.safe_dump(strength))
     for label, run in strength["runs"].items():
         write_result(root / "results" / "cpu_stsb_ewc", label, 0, {"en": 0.7, "es": 0.71, "ja": 0.72}, params=run)

@@ -4,17 +4,17 @@ In one process group (one launch, so the test pays the start-up once): ``frkit r
 run stopped after its first marketplace and resumed, then a run whose processes disagree on a parameter. The main
 process writes what it saw to ``report.json`` for the test to check; every run folder is the runner's own.
 """
+
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 from frkit import atomic, distributed
-from frkit.records import RunFolder
 from frkit.config import load_params
 from frkit.errors import FrkitInputError
+from frkit.records import RunFolder
 from frkit.runner import run
 
 
@@ -32,8 +32,11 @@ def main(params_file: str, out: str, resume_method: str, *methods: str) -> None:
         (first.run_dir / "metrics.json").unlink()
     distributed.barrier()
     again = run(load_params(params_file, method=resume_method, run_name="resumed"), show_progress=False)
-    report["resume"] = {"uninterrupted": first.auc_matrix.tolist(), "resumed": again.auc_matrix.tolist(),
-                        "run_dir": str(again.run_dir)}
+    report["resume"] = {
+        "uninterrupted": first.auc_matrix.tolist(),
+        "resumed": again.auc_matrix.tolist(),
+        "run_dir": str(again.run_dir),
+    }
 
     # the processes disagree on lr: every process stops, naming the key
     lr = 1e-3 if distributed.is_main() else 2e-3

@@ -1,4 +1,5 @@
 """Pfeiffer adapters, AdapterFusion (Eq. 1-4) and their injection into a frozen BERT-architecture encoder."""
+
 from __future__ import annotations
 
 import copy
@@ -10,8 +11,14 @@ from transformers import BertConfig, BertModel, XLMRobertaConfig, XLMRobertaMode
 from frkit.models.adapters import AdapterFusion, AdapterStack, BottleneckAdapter
 from frkit.models.cross_encoder import CrossEncoder
 
-TINY = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=64)
+TINY = dict(
+    vocab_size=100,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=64,
+)
 
 
 def tiny_encoder(kind: str = "bert", seed: int = 0):
@@ -80,11 +87,11 @@ def test_fusion_matches_equations_1_to_4_with_loops():
     Q, bq, K, bk, V = fusion.query.weight, fusion.query.bias, fusion.key.weight, fusion.key.bias, fusion.value.weight
     for i in range(b):
         for j in range(s):
-            hq = Q @ query[i, j] + bq                                                      # h^T Q
-            logits = torch.stack([hq @ (K @ updates[i, j, t] + bk) for t in range(n)])    # Eq. 1
+            hq = Q @ query[i, j] + bq  # h^T Q
+            logits = torch.stack([hq @ (K @ updates[i, j, t] + bk) for t in range(n)])  # Eq. 1
             s_ij = torch.exp(logits) / torch.exp(logits).sum()
-            z_prime = torch.stack([V @ updates[i, j, t] for t in range(n)])                # Eq. 2-3
-            o_ij = sum(s_ij[t] * z_prime[t] for t in range(n)) + residual[i, j]            # Eq. 4
+            z_prime = torch.stack([V @ updates[i, j, t] for t in range(n)])  # Eq. 2-3
+            o_ij = sum(s_ij[t] * z_prime[t] for t in range(n)) + residual[i, j]  # Eq. 4
             torch.testing.assert_close(out[i, j], o_ij, rtol=1e-5, atol=1e-5)
 
 
@@ -205,14 +212,15 @@ def test_works_under_cross_encoder_and_twice_on_one_encoder():
 
 
 def test_parameter_counts_12_layer_hidden_384():
-    cfg = BertConfig(vocab_size=100, hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
-                     intermediate_size=1536)
+    cfg = BertConfig(
+        vocab_size=100, hidden_size=384, num_hidden_layers=12, num_attention_heads=12, intermediate_size=1536
+    )
     stack = AdapterStack(BertModel(cfg, add_pooling_layer=False))
     stack.add_adapter("en")
     stack.add_adapter("es")
     stack.add_fusion("f2", ["en", "es"])
-    per_adapter = 12 * ((384 * 24 + 24) + (24 * 384 + 384))           # down + up, reduction 16
-    per_fusion = 12 * (2 * (384 * 384 + 384) + 384 * 384)              # Q, K (biased) + V (no bias)
+    per_adapter = 12 * ((384 * 24 + 24) + (24 * 384 + 384))  # down + up, reduction 16
+    per_fusion = 12 * (2 * (384 * 384 + 384) + 384 * 384)  # Q, K (biased) + V (no bias)
     counts = stack.parameter_counts()
     assert counts["adapter:en"] == per_adapter == 226_080
     assert counts["fusion:f2"] == per_fusion == 5_317_632

@@ -1,4 +1,5 @@
 """Report functions (frkit.reports) against hand-computed cases (the notebooks themselves: test_notebooks)."""
+
 from pathlib import Path
 
 import numpy as np
@@ -6,9 +7,9 @@ import pytest
 import torch
 
 from frkit.config import make_config
+from frkit.reload import load_method
 from frkit.reports.fisher import downsample, split_key, topk_overlap
 from frkit.reports.projection import auc_with_and_without_projection, projection_table
-from frkit.reload import load_method
 from frkit.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
 """Attention Distillation follows Algorithm 1: what trains, what the teacher is, which batches get which loss."""
+
 import json
 
 import numpy as np
@@ -48,6 +49,7 @@ def test_second_step_trains_only_new_adapter_fusion_and_keeps_the_teacher(tiny_p
         def loss(model, batch):
             sources.append(batch.get("source"))
             return inner(model, batch)
+
         return loss
 
     method.distillation_loss = tracking
@@ -99,6 +101,7 @@ def test_from_the_third_step_the_teacher_is_the_previous_fusion_and_eq10_weights
             tensors = {k: v.detach().clone() for k, v in batch.items() if torch.is_tensor(v)}
             records.append((batch.get("source"), tensors, out.item(), kls[before] if len(kls) > before else None))
             return out
+
         return loss
 
     method.distillation_loss = tracking
@@ -200,8 +203,9 @@ def test_fusion_stage_loss_holds_adapterhubs_value_regulariser(tiny_params, monk
     import frkit.methods.adapter_fusion as af_module
     from frkit.train import cross_entropy_loss
 
-    cfg = make_config(tiny_params(method=method_name, epochs=1, translate_fraction=0.0,
-                                  fusion_value_regularization=enabled))
+    cfg = make_config(
+        tiny_params(method=method_name, epochs=1, translate_fraction=0.0, fusion_value_regularization=enabled)
+    )
     ms = load_configured_marketplaces(cfg)
     ctx = MethodContext(cfg, cfg.model_name_or_path, load_tokenizer(cfg.model_name_or_path), show_progress=False)
     method = METHODS[cfg.method](cfg, ctx)
@@ -234,11 +238,14 @@ def test_fusion_stage_loss_holds_adapterhubs_value_regulariser(tiny_params, monk
                 return real_fit(model, params, batches, loss, *a, **kw)
             check(loss, inner_fns[-1], "es")
             pytest.skip("checked")
+
         monkeypatch.setattr(base, "fit", fit)
     else:
+
         def train(model, params, marketplace, head, lr, step, loss_fn=None, **kw):
             check(loss_fn, cross_entropy_loss(head), head)
             pytest.skip("checked")
+
         method.train = train
         method.train_language_adapter = lambda step, marketplace: method.stack.add_adapter(marketplace.name) or None
         monkeypatch.setattr(af_module, "fit_log", lambda result: {})

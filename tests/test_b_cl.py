@@ -1,11 +1,12 @@
 """B-CL (Ke, Xu, Liu 2021): squash and dynamic routing against brute force, blocked later tasks, HAT's protection."""
+
 import math
 
 import pytest
 import torch
 
 from frkit.methods.b_cl import BclAdapter, dynamic_routing, squash
-from frkit.methods.hat import THRES_EMB, HatState, used_by
+from frkit.methods.hat import HatState, used_by
 from tests.test_hat import learn_first_task_with_binary_masks, make_method
 
 
@@ -46,7 +47,11 @@ def test_masks_protect_older_marketplaces_while_capsules_share_knowledge(tiny_pa
     method, ms = make_method(tiny_params, name="b_cl", epochs=1)
     olders, befores = learn_first_task_with_binary_masks(method, ms)  # as in the HAT test
     method.learn(1, ms[1], ms[:2])
-    for name, out, inp in (("up.weight", "up", "down"), ("larger.weight", "larger", None), ("down.weight", "down", None)):
+    for name, out, inp in (
+        ("up.weight", "up", "down"),
+        ("larger.weight", "larger", None),
+        ("down.weight", "down", None),
+    ):
         protected = changed = 0
         for module, older, before in zip(method.modules, olders, befores):
             after = module.state_dict()

@@ -5,6 +5,7 @@ naming the file / row / key / value, no traceback, and no run folder left behind
 traceback). ``test_accepted_*``: inputs that must give a correct run. ``test_damaged_checkpoint_*``: a damaged
 checkpoint is named, set aside, and the run resumes from the last sound step to the same bytes as an unbroken run.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,14 +15,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
-
 from conftest import make_pairs
+
 from frkit.cli import main
 
 FAST = dict(method="sequential", marketplaces=["en", "es"], epochs=1, max_steps_per_epoch=2, eval_batch_size=64)
@@ -70,15 +71,19 @@ class Project:
         for i, name in enumerate(names):
             lang = ("en", "es", "ja")[i % 3]
             for split, n, offset in (("train", 60, 0), ("test", 24, 10_000)):
-                lines = (rows or {}).get((name, split)) or [f"{a},{t1},{t2},{y}" for a, t1, t2, y in
-                                                          make_pairs(lang, n, seed=7 + i, id_offset=offset)]
+                lines = (rows or {}).get((name, split)) or [
+                    f"{a},{t1},{t2},{y}" for a, t1, t2, y in make_pairs(lang, n, seed=7 + i, id_offset=offset)
+                ]
                 (folder / f"{name}_{split}.csv").write_text("id,text_a,text_b,label\n" + "\n".join(lines) + "\n")
             specs[name] = {"language": lang, "train": f"{name}_train.csv", "test": f"{name}_test.csv"}
             if validation and name in validation:
-                (folder / f"{name}_validation.csv").write_text("id,text_a,text_b,label\n" + "\n".join(validation[name]) + "\n")
+                (folder / f"{name}_validation.csv").write_text(
+                    "id,text_a,text_b,label\n" + "\n".join(validation[name]) + "\n"
+                )
                 specs[name]["validation"] = f"{name}_validation.csv"
-        return self.write(**{**dict(data_source="table", data_path=str(folder), tables=specs, marketplaces=list(names)),
-                             **overrides})
+        return self.write(
+            **{**dict(data_source="table", data_path=str(folder), tables=specs, marketplaces=list(names)), **overrides}
+        )
 
 
 @pytest.fixture
@@ -91,8 +96,11 @@ def snapshot(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` with a hash of its bytes: equal snapshots = nothing written, nothing removed."""
     if not folder.exists():
         return {}
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def finished_run(p: Project, **overrides) -> None:
@@ -156,6 +164,7 @@ def _single_class(split: str):
             return [p.tables(rows={("en", "train"): [r.rsplit(",", 1)[0] + ",1" for r in pairs]})]
         validation = [f"{a},{t1},{t2},1" for a, t1, t2, _ in make_pairs("en", 12, seed=2, id_offset=50_000)]
         return [p.tables(validation={"en": validation})]
+
     return setup
 
 
@@ -164,6 +173,7 @@ def _table_rows(label_value: str):
         rows = [f"{a},{t1},{t2},{y}" for a, t1, t2, y in make_pairs("en", 60, seed=1)]
         rows[2] = rows[2].rsplit(",", 1)[0] + f",{label_value}"
         return [p.tables(rows={("en", "train"): rows})]
+
     return setup
 
 
@@ -191,11 +201,14 @@ def _resume_with(change: Callable[[Project], None], *args: str):
         finished_run(p)
         change(p)
         return [p.write(), *args]
+
     return setup
 
 
 def _edit_data(p: Project) -> None:
-    p.edit_tsv("es", "test_2k.tsv", 2, 3, "1" if p.tsv("es", "test_2k.tsv").read_text().splitlines()[2].endswith("0") else "0")
+    p.edit_tsv(
+        "es", "test_2k.tsv", 2, 3, "1" if p.tsv("es", "test_2k.tsv").read_text().splitlines()[2].endswith("0") else "0"
+    )
 
 
 def _changed_model(p: Project) -> list[str]:
@@ -210,6 +223,7 @@ def _changed_model(p: Project) -> list[str]:
 def _corrupt(name: str, text: str):
     def change(p: Project) -> None:
         (p.out / "r" / name).write_text(text)
+
     return change
 
 
@@ -219,68 +233,172 @@ REFUSED = [
     Case("params_not_yaml", lambda p: [p.write("run_name: [a\nlr: 1\n")], ("params.yaml line", "not valid YAML")),
     Case("params_tab", lambda p: [p.write("run_name: a\n\tlr: 1\n")], ("params.yaml line 2", "tab")),
     Case("params_binary", lambda p: [p.write(b"\x00\xff\xfe\x00binary")], ("params.yaml", "not UTF-8")),
-    Case("params_key_twice", lambda p: [p.write(yaml.safe_dump(p.params) + "lr: 0.5\n")], ("'lr' is given twice", "lines")),
+    Case(
+        "params_key_twice",
+        lambda p: [p.write(yaml.safe_dump(p.params) + "lr: 0.5\n")],
+        ("'lr' is given twice", "lines"),
+    ),
     Case("params_not_a_mapping", lambda p: [p.write("- a\n- b\n")], ("params.yaml", "expected a mapping")),
     Case("unknown_key", lambda p: [p.write(epoch=3)], ("unknown key 'epoch'", "did you mean 'epochs'")),
     Case("bad_value_type", lambda p: [p.write(epochs="many")], ("key 'epochs'", "'many'")),
     Case("value_out_of_range", lambda p: [p.write(lr=-1)], ("key 'lr'", "greater than 0")),
     Case("unknown_method", lambda p: [p.write(method="magic")], ("unknown method 'magic'", "expected one of")),
     Case("unknown_data_source", lambda p: [p.write(data_source="csv")], ("key 'data_source'", "'csv'")),
-    Case("validation_fraction_out_of_range", lambda p: [p.write(validation_fraction=1.5)], ("'validation_fraction'", "1.5")),
+    Case(
+        "validation_fraction_out_of_range",
+        lambda p: [p.write(validation_fraction=1.5)],
+        ("'validation_fraction'", "1.5"),
+    ),
     Case("max_length_too_small", lambda p: [p.write(max_length=4)], ("'max_length'", "8")),
     Case("override_unknown_key", lambda p: [p.write(), "-p", "epoch", "3"], ("unknown key 'epoch'", "(-p)")),
-    Case("override_bad_value", lambda p: [p.write(), "-p", "epochs", "many"], ("key 'epochs' (given by the command line (-p))", "'many'")),
-    Case("override_not_yaml", lambda p: [p.write(), "-p", "marketplaces", "[en,es"], ("-p marketplaces '[en,es'", "not a valid YAML value")),
+    Case(
+        "override_bad_value",
+        lambda p: [p.write(), "-p", "epochs", "many"],
+        ("key 'epochs' (given by the command line (-p))", "'many'"),
+    ),
+    Case(
+        "override_not_yaml",
+        lambda p: [p.write(), "-p", "marketplaces", "[en,es"],
+        ("-p marketplaces '[en,es'", "not a valid YAML value"),
+    ),
     Case("override_key_twice", lambda p: [p.write(), "-p", "lr", "1", "-p", "lr", "2"], ("-p lr is given twice",)),
     # marketplaces
-    Case("marketplace_repeated", lambda p: [p.write(marketplaces=["en", "en"])], ("'marketplaces'", "repeated: ['en']")),
+    Case(
+        "marketplace_repeated", lambda p: [p.write(marketplaces=["en", "en"])], ("'marketplaces'", "repeated: ['en']")
+    ),
     Case("marketplaces_empty", lambda p: [p.write(marketplaces=[])], ("'marketplaces'",)),
     Case("marketplace_unknown_language", lambda p: [p.write(marketplaces=["en", "xx"])], ("'xx'", "PAWS-X language")),
-    Case("marketplace_name_a_moduledict_attribute", lambda p: [p.tables(names=("en", "train"))], ("'train'", "ModuleDict")),
+    Case(
+        "marketplace_name_a_moduledict_attribute",
+        lambda p: [p.tables(names=("en", "train"))],
+        ("'train'", "ModuleDict"),
+    ),
     Case("marketplace_name_with_a_dot", lambda p: [p.tables(names=("en", "es.v2"))], ("'es.v2'", "dots")),
     # data: folders, files, columns, values
-    Case("data_folder_missing", lambda p: [p.write(data_path=str(p.root / "nowhere"))], ("nowhere", "folder not found")),
-    Case("language_folder_missing", lambda p: (shutil.rmtree(p.data / "es"), [p.write()])[1], ("'es'", "folder not found")),
-    Case("test_file_missing", lambda p: ((p.tsv("es", "test_2k.tsv")).unlink(), [p.write()])[1], ("test_2k.tsv", "not found")),
-    Case("column_missing", lambda p: _set_cell(p, "en", "dev_2k.tsv", 3, "lbl", row=0), ("dev_2k.tsv", "missing column(s) ['label']")),
-    Case("label_not_binary", lambda p: _set_cell(p, "en", "dev_2k.tsv", 3, "2"), ("dev_2k.tsv", "'label'", "'2'", "0/1")),
+    Case(
+        "data_folder_missing", lambda p: [p.write(data_path=str(p.root / "nowhere"))], ("nowhere", "folder not found")
+    ),
+    Case(
+        "language_folder_missing",
+        lambda p: (shutil.rmtree(p.data / "es"), [p.write()])[1],
+        ("'es'", "folder not found"),
+    ),
+    Case(
+        "test_file_missing",
+        lambda p: ((p.tsv("es", "test_2k.tsv")).unlink(), [p.write()])[1],
+        ("test_2k.tsv", "not found"),
+    ),
+    Case(
+        "column_missing",
+        lambda p: _set_cell(p, "en", "dev_2k.tsv", 3, "lbl", row=0),
+        ("dev_2k.tsv", "missing column(s) ['label']"),
+    ),
+    Case(
+        "label_not_binary", lambda p: _set_cell(p, "en", "dev_2k.tsv", 3, "2"), ("dev_2k.tsv", "'label'", "'2'", "0/1")
+    ),
     Case("text_empty", lambda p: _set_cell(p, "es", "test_2k.tsv", 1, " "), ("test_2k.tsv", "'sentence1'", "empty")),
-    Case("id_duplicated", lambda p: _set_cell(p, "es", "test_2k.tsv", 0, "10000"), ("'es' split 'test'", "duplicated pair id", "'10000'")),
+    Case(
+        "id_duplicated",
+        lambda p: _set_cell(p, "es", "test_2k.tsv", 0, "10000"),
+        ("'es' split 'test'", "duplicated pair id", "'10000'"),
+    ),
     Case("train_test_leak", _leak, ("'en'", "also in test", "'10005'")),
-    Case("test_single_class", lambda p: _all_labels(p, "es", "test_2k.tsv", "1"), ("'es'", "test set has a single class [1]")),
+    Case(
+        "test_single_class",
+        lambda p: _all_labels(p, "es", "test_2k.tsv", "1"),
+        ("'es'", "test set has a single class [1]"),
+    ),
     Case("validation_single_class", _single_class("validation"), ("'en'", "validation set has a single class [1]")),
     Case("train_single_class", _single_class("train"), ("'en'", "set has a single class [1]")),
-    Case("csv_stray_quote_merging_rows", _stray_quote, ("en_train.csv", "data row 11 runs over lines 12-15", "stray quote")),
+    Case(
+        "csv_stray_quote_merging_rows",
+        _stray_quote,
+        ("en_train.csv", "data row 11 runs over lines 12-15", "stray quote"),
+    ),
     Case("csv_empty_id", _empty_id, ("en_train.csv", "column 'id'", "empty id", "data row 5")),
     Case("csv_label_unknown", _table_rows("maybe"), ("en_train.csv", "'maybe'", "0/1 or E/S/C/I")),
-    Case("table_spec_key_missing", lambda p: [p.write(data_source="table", data_path=str(p.root),
-                                                      tables={"en": {"language": "en", "train": "t.csv"}, "es": {}},
-                                                      marketplaces=["en", "es"])], ("tables['en']", "missing key(s) ['test']")),
-    Case("table_extension_unsupported", lambda p: ((p.root / "t.xlsx").write_text("x"), [p.write(
-        data_source="table", data_path=str(p.root), marketplaces=["en"],
-        tables={"en": {"language": "en", "train": "t.xlsx", "test": "t.xlsx"}})])[1], ("t.xlsx", "unsupported extension '.xlsx'")),
-    Case("columns_mapping_unknown_key", lambda p: [p.tables(columns={"id": "id", "txt": "text_a", "text_b": "text_b",
-                                                                   "label": "label"})], ("columns mapping", "unknown key(s) ['txt']")),
+    Case(
+        "table_spec_key_missing",
+        lambda p: [
+            p.write(
+                data_source="table",
+                data_path=str(p.root),
+                tables={"en": {"language": "en", "train": "t.csv"}, "es": {}},
+                marketplaces=["en", "es"],
+            )
+        ],
+        ("tables['en']", "missing key(s) ['test']"),
+    ),
+    Case(
+        "table_extension_unsupported",
+        lambda p: (
+            (p.root / "t.xlsx").write_text("x"),
+            [
+                p.write(
+                    data_source="table",
+                    data_path=str(p.root),
+                    marketplaces=["en"],
+                    tables={"en": {"language": "en", "train": "t.xlsx", "test": "t.xlsx"}},
+                )
+            ],
+        )[1],
+        ("t.xlsx", "unsupported extension '.xlsx'"),
+    ),
+    Case(
+        "columns_mapping_unknown_key",
+        lambda p: [p.tables(columns={"id": "id", "txt": "text_a", "text_b": "text_b", "label": "label"})],
+        ("columns mapping", "unknown key(s) ['txt']"),
+    ),
     Case("train_file_for_table_source", lambda p: [p.tables(train_file="x.csv")], ("train_file='x.csv'", "'table'")),
     # model
-    Case("model_folder_missing", lambda p: [p.write(model_name_or_path=str(p.root / "no_model"))], ("no_model", "does not exist")),
-    Case("model_folder_empty", lambda p: ((p.root / "empty_model").mkdir(), [p.write(model_name_or_path=str(p.root / "empty_model"))])[1],
-         ("empty_model", "lacks config.json", "tokenizer files", "holds nothing")),
+    Case(
+        "model_folder_missing",
+        lambda p: [p.write(model_name_or_path=str(p.root / "no_model"))],
+        ("no_model", "does not exist"),
+    ),
+    Case(
+        "model_folder_empty",
+        lambda p: ((p.root / "empty_model").mkdir(), [p.write(model_name_or_path=str(p.root / "empty_model"))])[1],
+        ("empty_model", "lacks config.json", "tokenizer files", "holds nothing"),
+    ),
     Case("model_weights_truncated", _truncated_model, ("model", "weights could not be loaded")),
-    Case("offline_model_mistyped", lambda p: [p.write(model_name_or_path="offline:multilingual-e5-smal")],
-         ("unknown offline model 'offline:multilingual-e5-smal'", "offline:multilingual-e5-small")),
+    Case(
+        "offline_model_mistyped",
+        lambda p: [p.write(model_name_or_path="offline:multilingual-e5-smal")],
+        ("unknown offline model 'offline:multilingual-e5-smal'", "offline:multilingual-e5-small"),
+    ),
     # the machine
     Case("output_dir_under_a_file", _output_dir_under_a_file, ("output_dir", "a_file is a file")),
     Case("output_dir_not_writable", _output_dir_read_only, ("output_dir", "not writable"), root_only_skip=True),
     Case("bf16_forced_where_it_is_slow", lambda p: [p.write(precision="bf16")], ("key 'precision'", "bf16")),
     # an existing run folder
-    Case("resume_changed_params", _resume_with(lambda p: None, "-p", "lr", "0.5"), ("other parameters", "lr: 0.001 -> 0.5")),
+    Case(
+        "resume_changed_params",
+        _resume_with(lambda p: None, "-p", "lr", "0.5"),
+        ("other parameters", "lr: 0.001 -> 0.5"),
+    ),
     Case("resume_changed_data", _resume_with(_edit_data), ("other data", "marketplace 'es' split 'test'")),
     Case("resume_changed_model", _changed_model, ("another model", "model files changed: ['config.json']")),
-    Case("resume_progress_corrupted", _resume_with(_corrupt("progress.json", '{"steps": [')), ("progress.json", "not valid JSON")),
-    Case("resume_progress_wrong_shape", _resume_with(_corrupt("progress.json", '{"steps": 3}')), ("progress.json", "expected")),
-    Case("resume_params_corrupted", _resume_with(_corrupt("params.yaml", "lr: [1\n")), ("params.yaml", "not readable YAML")),
-    Case("resume_fingerprint_corrupted", _resume_with(_corrupt("fingerprint.json", "{")), ("fingerprint.json", "not valid JSON")),
+    Case(
+        "resume_progress_corrupted",
+        _resume_with(_corrupt("progress.json", '{"steps": [')),
+        ("progress.json", "not valid JSON"),
+    ),
+    Case(
+        "resume_progress_wrong_shape",
+        _resume_with(_corrupt("progress.json", '{"steps": 3}')),
+        ("progress.json", "expected"),
+    ),
+    Case(
+        "resume_params_corrupted",
+        _resume_with(_corrupt("params.yaml", "lr: [1\n")),
+        ("params.yaml", "not readable YAML"),
+    ),
+    Case(
+        "resume_fingerprint_corrupted",
+        _resume_with(_corrupt("fingerprint.json", "{")),
+        ("fingerprint.json", "not valid JSON"),
+    ),
 ]
 
 
@@ -296,7 +414,7 @@ def test_refused(case: Case, project: Project, capsys):
     assert main(["run", *argv]) == 2
     err = capsys.readouterr().err
     assert "frkit: " in err and "Traceback" not in err, err
-    message = err[err.index("frkit: "):]  # after any progress bar of the model loading
+    message = err[err.index("frkit: ") :]  # after any progress bar of the model loading
     for needle in case.needles:
         assert needle in message, f"{needle!r} not in: {message}"
     assert snapshot(project.out) == before  # no run folder made, an existing one untouched
@@ -312,20 +430,32 @@ def test_debug_shows_the_traceback(project):
 def test_a_real_process_exits_2_without_a_traceback(project):
     (project.root / "empty_model").mkdir()
     pfile = project.write(model_name_or_path=str(project.root / "empty_model"))
-    out = subprocess.run([sys.executable, "-m", "frkit", "run", pfile, "-p", "marketplaces", "[en,es"],
-                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "frkit", "run", pfile, "-p", "marketplaces", "[en,es"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
     assert out.returncode == 2 and "frkit: -p marketplaces '[en,es'" in out.stderr and "Traceback" not in out.stderr
-    out = subprocess.run([sys.executable, "-m", "frkit", "run", pfile], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1], timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "frkit", "run", pfile],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
     assert out.returncode == 2 and "lacks config.json" in out.stderr and "Traceback" not in out.stderr
     assert not project.out.exists()
 
 
 # -- inputs that must give a correct run ---------------------------------------------------------------------------
 def test_accepted_csv_labels_written_as_floats(project):
-    rows = {(name, split): [f"{a},{t1},{t2},{float(y)}" for a, t1, t2, y in
-                            make_pairs(lang, n, seed=3, id_offset=off)]
-            for name, lang in (("en", "en"), ("es", "es")) for split, n, off in (("train", 60, 0), ("test", 24, 10_000))}
+    rows = {
+        (name, split): [f"{a},{t1},{t2},{float(y)}" for a, t1, t2, y in make_pairs(lang, n, seed=3, id_offset=off)]
+        for name, lang in (("en", "en"), ("es", "es"))
+        for split, n, off in (("train", 60, 0), ("test", 24, 10_000))
+    }
     assert main(["run", project.tables(rows=rows)]) == 0
     assert json.loads((project.out / "r" / "metrics.json").read_text())["average_auc"] > 0
 
@@ -385,8 +515,11 @@ def test_accepted_outputs_are_strict_json_written_atomically(project, monkeypatc
     assert metrics["backward_transfer"] is None and metrics["forward_transfer"] is None
     # but the trackers' folders (report_to): TensorBoard's event files and the like are the libraries' own
     # append-only logs, whose readers take a record cut short
-    on_disk = {p.name for p in run_dir.rglob("*") if p.is_file()
-               and not {"tensorboard", "mlflow", "wandb"} & set(p.relative_to(run_dir).parts)}
+    on_disk = {
+        p.name
+        for p in run_dir.rglob("*")
+        if p.is_file() and not {"tensorboard", "mlflow", "wandb"} & set(p.relative_to(run_dir).parts)
+    }
     assert on_disk <= set(written), sorted(on_disk - set(written))
     assert "auc_matrix.csv" in written
 
@@ -403,8 +536,14 @@ def test_a_nan_validation_auc_stops_training_instead_of_restoring_untrained_weig
         return torch.nn.functional.cross_entropy(m(b["x"]), b["y"])
 
     with pytest.raises(RuntimeError, match="validation ROC-AUC is nan"):
-        fit(model, list(model.parameters()), batches, loss, lambda: math.nan,
-            TrainSettings(lr=0.1, epochs=2, show_progress=False, precision="fp32"))
+        fit(
+            model,
+            list(model.parameters()),
+            batches,
+            loss,
+            lambda: math.nan,
+            TrainSettings(lr=0.1, epochs=2, show_progress=False, precision="fp32"),
+        )
 
 
 # -- faults: damaged checkpoints ------------------------------------------------------------------------------------
@@ -415,14 +554,24 @@ class Stop(KeyboardInterrupt):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_model_dir, tiny_pawsx):
     """A finished run of en, es, ja (the reference) and one stopped after es (two checkpoints on disk)."""
-    from frkit.records import RunFolder
     from frkit.config import make_config
+    from frkit.records import RunFolder
     from frkit.runner import run
 
     out = tmp_path_factory.mktemp("damage")
-    params = dict(output_dir=str(out), seed=0, data_source="pawsx", data_path=str(tiny_pawsx),
-                  model_name_or_path=str(tiny_model_dir), trim_vocab=False, max_length=32, batch_size=8,
-                  lr=1e-3, patience=1, **{**FAST, "marketplaces": ["en", "es", "ja"]})
+    params = dict(
+        output_dir=str(out),
+        seed=0,
+        data_source="pawsx",
+        data_path=str(tiny_pawsx),
+        model_name_or_path=str(tiny_model_dir),
+        trim_vocab=False,
+        max_length=32,
+        batch_size=8,
+        lr=1e-3,
+        patience=1,
+        **{**FAST, "marketplaces": ["en", "es", "ja"]},
+    )
     run(make_config({**params, "run_name": "reference"}), show_progress=False)
     real = RunFolder.save_step
 
@@ -440,7 +589,7 @@ def runs(tmp_path_factory, tiny_model_dir, tiny_pawsx):
 
 def _zeros(path: Path) -> None:
     data = bytearray(path.read_bytes())
-    data[len(data) // 2:] = bytes(len(data) - len(data) // 2)  # same size, the second half zeros
+    data[len(data) // 2 :] = bytes(len(data) - len(data) // 2)  # same size, the second half zeros
     path.write_bytes(bytes(data))
 
 
@@ -452,10 +601,14 @@ DAMAGE = {  # what is done to the stopped run's checkpoints -> the steps whose c
     "zeros_in_the_weights": (lambda ck: _zeros(ck["es"] / "model.safetensors"), ["es"]),
     "weights_truncated": (lambda ck: _truncate(ck["es"] / "model.safetensors"), ["es"]),
     "method_json_deleted": (lambda ck: (ck["es"] / "method.json").unlink(), ["es"]),
-    "both_checkpoints_damaged": (lambda ck: (_zeros(ck["es"] / "model.safetensors"), (ck["en"] / "method.json").write_text("{")),
-                                 ["es", "en"]),
+    "both_checkpoints_damaged": (
+        lambda ck: (_zeros(ck["es"] / "model.safetensors"), (ck["en"] / "method.json").write_text("{")),
+        ["es", "en"],
+    ),
     "old_checkpoint_without_checksums_truncated": (
-        lambda ck: ((ck["es"] / "checksums.json").unlink(), _truncate(ck["es"] / "model.safetensors")), ["es"]),
+        lambda ck: ((ck["es"] / "checksums.json").unlink(), _truncate(ck["es"] / "model.safetensors")),
+        ["es"],
+    ),
 }
 
 
@@ -473,7 +626,8 @@ def test_damaged_checkpoint_is_set_aside_and_the_run_ends_as_an_unbroken_one(dam
     assert (run_dir / "metrics.json").read_bytes() == (out / "reference" / "metrics.json").read_bytes()
     aside = sorted((run_dir / "damaged").iterdir())
     assert sorted(p.name.split("-")[0] for p in aside if p.is_dir()) == sorted(
-        f"step_{0 if m == 'en' else 1}_{m}" for m in expected_aside)
+        f"step_{0 if m == 'en' else 1}_{m}" for m in expected_aside
+    )
     warned = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "step_1_es" in warned and "damaged" in warned and "set aside" in warned
     if len(expected_aside) == 2:

@@ -1,10 +1,11 @@
 """Length-grouped batches: every row once per epoch, reproducible by seed, scores back in table order."""
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import make_pairs
+
 from frkit.data.batching import LengthBucketBatches, SortedBatches, make_loader
 from frkit.models.cross_encoder import CrossEncoder
 from frkit.train import predict_scores
@@ -26,7 +27,7 @@ def test_bucketed_epoch_holds_every_row_once_and_replays_by_seed():
     # grouped by length: far less padding than random batches of the same size
     padded = sum(len(b) * max(lengths[i] for i in b) for b in epochs[0])
     perm = rng.permutation(1003)
-    random_padded = sum(16 * max(lengths[i] for i in perm[s:s + 16]) for s in range(0, 1003, 16))
+    random_padded = sum(16 * max(lengths[i] for i in perm[s : s + 16]) for s in range(0, 1003, 16))
     assert padded < 0.8 * random_padded
 
 
@@ -42,8 +43,10 @@ def test_scores_come_back_in_table_order(tiny_model_dir, length_batching):
     tok = load_tokenizer(tiny_model_dir)
     rows = make_pairs("en", 37, seed=3)
     # pairs of very different lengths, so sorting really reorders them
-    table = pd.DataFrame([(i, " ".join([a] * (1 + int(i) % 4)), b, y) for i, a, b, y in rows],
-                         columns=["id", "text_a", "text_b", "label"])
+    table = pd.DataFrame(
+        [(i, " ".join([a] * (1 + int(i) % 4)), b, y) for i, a, b, y in rows],
+        columns=["id", "text_a", "text_b", "label"],
+    )
     torch.manual_seed(0)
     encoder = load_encoder(tiny_model_dir)
     model = CrossEncoder(encoder, encoder.config.hidden_size)

@@ -1,5 +1,6 @@
 """The claims table's statistics (issue 29, items 1-2): units, Holm per paper, equivalence, power, and the claims
 that were rebuilt; on made-up frames computed by hand, and on the committed results/cpu_stsb/runs.csv."""
+
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +37,14 @@ def test_one_unit_gets_no_verdict():
     assert r["n"] == 1 and r["raw_verdict"] == "one unit" and r["verdict"] == "one unit"
 
 
-@pytest.mark.parametrize("diffs, expected", [
-    ([0.001, -0.002, 0.002, 0.0, -0.001], "reproduced"),  # tight and inside +-0.01
-    ([0.05, 0.07, 0.06, 0.04, 0.08], "not reproduced"),    # clearly outside
-    ([0.2, -0.2, 0.1], "within noise"),                    # centred but too spread to tell
-])
+@pytest.mark.parametrize(
+    "diffs, expected",
+    [
+        ([0.001, -0.002, 0.002, 0.0, -0.001], "reproduced"),  # tight and inside +-0.01
+        ([0.05, 0.07, 0.06, 0.04, 0.08], "not reproduced"),  # clearly outside
+        ([0.2, -0.2, 0.1], "within noise"),  # centred but too spread to tell
+    ],
+)
 def test_comparable_claims_are_tested_as_equivalence(diffs, expected):
     rows = [r for seed, d in enumerate(diffs) for r in (("a", "x", seed, 0.7 + d), ("b", "x", seed, 0.7))]
     claim = cl.Claim("P", "T", "a comparable to b", "a", "b", "average_auc", cl.EQUIVALENT, margin=0.01)
@@ -58,8 +62,9 @@ def test_holm_is_applied_within_each_paper_separately(monkeypatch):
         for seed, d in enumerate([0.02, 0.02 + step, 0.02 - step, 0.02 + 2 * step]):
             rows += [(label, "x", seed, 0.7 + d)]
     rows += [("b", "x", seed, 0.7) for seed in range(4)]
-    claims = [cl.Claim("P1", "T", l, l, "b", "average_auc") for l in ("a1", "a2", "a3")] + \
-             [cl.Claim("P2", "T", "c1", "c1", "b", "average_auc")]
+    claims = [cl.Claim("P1", "T", label, label, "b", "average_auc") for label in ("a1", "a2", "a3")] + [
+        cl.Claim("P2", "T", "c1", "c1", "b", "average_auc")
+    ]
     monkeypatch.setattr(cl, "paper_claims", lambda names: claims)
     table = cl.claims_table(_frame(rows), ["en"])
     p1 = table[table["paper"] == "P1"]
@@ -80,7 +85,8 @@ def test_committed_headline_claim_uses_orders_as_units(committed):
     runs, table = committed
     r = table[table["comparison"] == "fr_lora > independent (average_auc)"].iloc[0]
     wide = runs[runs["label"].isin(["fr_lora", "independent"])].pivot_table(
-        index=["order", "seed"], columns="label", values="average_auc")
+        index=["order", "seed"], columns="label", values="average_auc"
+    )
     by_order = (wide["fr_lora"] - wide["independent"]).groupby(level="order").mean()
     assert r["unit"] == "order" and r["n"] == 3
     assert r["difference"] == pytest.approx(by_order.mean())
@@ -101,8 +107,10 @@ def test_verdict_after_holm_is_never_stronger_than_the_raw_one(committed):
     _, table = committed
     strong = {"reproduced", "not reproduced"}
     assert not (table["verdict"].isin(strong) & ~table["raw_verdict"].isin(strong)).any()
-    assert table.groupby("paper")["p_holm"].apply(lambda p: p.notna().sum()).to_dict() == \
-        table.groupby("paper")["p"].apply(lambda p: p.notna().sum()).to_dict()
+    assert (
+        table.groupby("paper")["p_holm"].apply(lambda p: p.notna().sum()).to_dict()
+        == table.groupby("paper")["p"].apply(lambda p: p.notna().sum()).to_dict()
+    )
 
 
 def test_claims_built_by_construction_are_gone_and_the_rebuilt_ones_say_why():
@@ -118,7 +126,10 @@ def test_claims_built_by_construction_are_gone_and_the_rebuilt_ones_say_why():
     comparable = [c for c in claims if c.direction == cl.EQUIVALENT]
     assert [(c.a, c.b, c.margin) for c in comparable] == [("attention_distillation", "adapter_fusion", 0.01)]
     assert {c.a for c in claims if c.note == cl.SELECTED_ON_TEST} == {
-        "fr_lora+lr_decay", "fr_lora+lr_decay+proj", "fr_dora+lr_decay"}
+        "fr_lora+lr_decay",
+        "fr_lora+lr_decay+proj",
+        "fr_dora+lr_decay",
+    }
     params = next(c for c in claims if c.quantity == "trainable_params")
     assert "vocabulary trimming" in params.note
     assert all(c.where and (c.effect is not None or c.effect_from) for c in claims)
@@ -127,6 +138,16 @@ def test_claims_built_by_construction_are_gone_and_the_rebuilt_ones_say_why():
 def test_markdown_has_the_new_columns(committed):
     _, table = committed
     header = [c.strip() for c in cl.claims_markdown(table).splitlines()[0].split("|")]
-    for column in ("units (n)", "difference [95% CI]", "p", "p Holm", "raw verdict", "verdict (Holm)", "MDE 80%",
-                   "paper's effect", "units for paper's effect", "note"):
+    for column in (
+        "units (n)",
+        "difference [95% CI]",
+        "p",
+        "p Holm",
+        "raw verdict",
+        "verdict (Holm)",
+        "MDE 80%",
+        "paper's effect",
+        "units for paper's effect",
+        "note",
+    ):
         assert column in header

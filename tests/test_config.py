@@ -1,4 +1,5 @@
 """The flat run configuration: defaults, validation messages, params files, notebook parameters cells."""
+
 from pathlib import Path
 
 import nbformat
@@ -48,8 +49,13 @@ def test_every_params_file_in_the_repo_is_valid():
         load_params(f)
 
 
-RUN_NOTEBOOKS = ["01_data_prep.ipynb", "02_train.ipynb", "03_fisher_inspection.ipynb", "04_attention_scores.ipynb",
-                 "05_projection_analysis.ipynb"]
+RUN_NOTEBOOKS = [
+    "01_data_prep.ipynb",
+    "02_train.ipynb",
+    "03_fisher_inspection.ipynb",
+    "04_attention_scores.ipynb",
+    "05_projection_analysis.ipynb",
+]
 
 
 @pytest.mark.parametrize("name", RUN_NOTEBOOKS)

@@ -1,4 +1,5 @@
 """Eq. 3 diagonal Fisher against a brute-force per-sample loop (batch size 1, one backward each)."""
+
 from __future__ import annotations
 
 import copy
@@ -23,8 +24,14 @@ class TinyCrossEncoder(nn.Module):
 
 
 def tiny_bert() -> BertModel:
-    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=32)
+    cfg = BertConfig(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
     return BertModel(cfg, add_pooling_layer=False)
 
 
@@ -106,8 +113,12 @@ def test_matches_per_sample_loop(model, kind):
 
 @pytest.mark.parametrize("kind", ["empirical", "true"])
 def test_func_engine_matches(model, kind):
-    names = ["encoder.embeddings.word_embeddings.weight", "encoder.encoder.layer.1.attention.self.value.weight",
-             "encoder.encoder.layer.0.output.LayerNorm.weight", "head.weight"]
+    names = [
+        "encoder.embeddings.word_embeddings.weight",
+        "encoder.encoder.layer.1.attention.self.value.weight",
+        "encoder.encoder.layer.0.output.LayerNorm.weight",
+        "head.weight",
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no batching rule for CPU flash attention: a slow path, still exact
         got = diagonal_fisher(model, padded_batches(), forward_4d_mask, names, kind=kind, chunk_size=4, engine="func")

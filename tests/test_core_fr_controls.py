@@ -1,18 +1,27 @@
 """Eq. 4's mechanism controls (issue 29): uniform and shuffled weights against brute-force references."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from frkit.core.penalties import (fr_inverse_fisher, fr_penalty_precomputed, fr_shuffled_weights, fr_uniform_weights,
-                                  fr_weights)
+from frkit.core.penalties import (
+    fr_inverse_fisher,
+    fr_penalty_precomputed,
+    fr_shuffled_weights,
+    fr_uniform_weights,
+    fr_weights,
+)
 
 
 def _inverse_fisher(seed=0):
     g = torch.Generator().manual_seed(seed)
     # a Fisher with many entries below eps, as in the runs: there 1/eps, not the Fisher, sets the weight
-    fisher = {f"layer.{i}.{p}.weight": torch.rand(shape, generator=g) ** 6 * 1e-6
-              for i, shape in enumerate(((6, 6), (6, 6), (4, 8))) for p in ("query",)}
+    fisher = {
+        f"layer.{i}.{p}.weight": torch.rand(shape, generator=g) ** 6 * 1e-6
+        for i, shape in enumerate(((6, 6), (6, 6), (4, 8)))
+        for p in ("query",)
+    }
     return fr_inverse_fisher(fisher, 1e-8)
 
 
@@ -40,7 +49,8 @@ def test_uniform_keeps_the_penalty_of_an_even_update():
     g = torch.Generator().manual_seed(5)
     uneven = {n: torch.randn(w.shape, generator=g) for n, w in inv.items()}
     assert fr_penalty_precomputed(uneven, fr_uniform_weights(inv), 1e-4).item() != pytest.approx(
-        fr_penalty_precomputed(uneven, inv, 1e-4).item(), rel=1e-3)
+        fr_penalty_precomputed(uneven, inv, 1e-4).item(), rel=1e-3
+    )
 
 
 def test_shuffled_is_a_seeded_permutation_within_each_matrix():

@@ -1,4 +1,5 @@
 """Eq. 2 (EWC), Eq. 4 (inverse-Fisher LoRA penalty), Fisher carry modes and the LoRA/DoRA Delta W."""
+
 from __future__ import annotations
 
 import copy
@@ -45,7 +46,8 @@ def test_ewc_penalty_subset_and_empty():
     params["head.weight"] = torch.ones(2, requires_grad=True)  # not in the Fisher: not penalised
     only = {"p0": fisher["p0"]}
     assert ewc_penalty(params, anchor, only, 2.0).item() == pytest.approx(
-        float((fisher["p0"] * (params["p0"].detach() - anchor["p0"]) ** 2).sum()))
+        float((fisher["p0"] * (params["p0"].detach() - anchor["p0"]) ** 2).sum())
+    )
     assert ewc_penalty(params, anchor, {}, 1.0).item() == 0.0  # Eq. 2's indicator 1_{t>1}
     with pytest.raises(KeyError, match="anchor"):
         ewc_penalty(params, {}, fisher, 1.0)
@@ -95,8 +97,11 @@ def peft_bert(use_dora: bool, seed: int = 0):
     torch.manual_seed(seed)
     cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     base = BertModel(cfg, add_pooling_layer=False)
-    model = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, lora_alpha=8, target_modules=["query", "key", "value"],
-                                                           use_dora=use_dora), adapter_name="mk_b")
+    model = get_peft_model(
+        copy.deepcopy(base),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["query", "key", "value"], use_dora=use_dora),
+        adapter_name="mk_b",
+    )
     with torch.no_grad():
         for n, p in model.named_parameters():
             if "lora_" in n:  # lora_B starts at 0 and the magnitude at ||W||: move both
@@ -108,8 +113,9 @@ def peft_bert(use_dora: bool, seed: int = 0):
 def test_delta_w_equals_merge(use_dora):
     base, model = peft_bert(use_dora)
     delta = effective_delta_w(model, "mk_b")
-    assert sorted(delta) == sorted(f"encoder.layer.{i}.attention.self.{m}.weight" for i in range(2)
-                                   for m in ("query", "key", "value"))
+    assert sorted(delta) == sorted(
+        f"encoder.layer.{i}.attention.self.{m}.weight" for i in range(2) for m in ("query", "key", "value")
+    )
     merged = copy.deepcopy(model).merge_and_unload().state_dict()
     base_sd = base.state_dict()
     for n, d in delta.items():
@@ -118,8 +124,9 @@ def test_delta_w_equals_merge(use_dora):
 
 def test_delta_w_fan_in_fan_out():
     torch.manual_seed(0)
-    base = GPT2Model(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=50, n_positions=16, bos_token_id=0,
-                                eos_token_id=0))
+    base = GPT2Model(
+        GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=50, n_positions=16, bos_token_id=0, eos_token_id=0)
+    )
     model = get_peft_model(copy.deepcopy(base), LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True))
     with torch.no_grad():
         for n, p in model.named_parameters():
@@ -128,8 +135,12 @@ def test_delta_w_fan_in_fan_out():
     delta = effective_delta_w(model, "default")
     assert list(delta) == ["h.0.attn.c_attn.weight"] and delta["h.0.attn.c_attn.weight"].shape == (32, 96)
     merged = copy.deepcopy(model).merge_and_unload().state_dict()
-    assert torch.allclose(merged["h.0.attn.c_attn.weight"] - base.state_dict()["h.0.attn.c_attn.weight"],
-                          delta["h.0.attn.c_attn.weight"], atol=1e-6, rtol=0)
+    assert torch.allclose(
+        merged["h.0.attn.c_attn.weight"] - base.state_dict()["h.0.attn.c_attn.weight"],
+        delta["h.0.attn.c_attn.weight"],
+        atol=1e-6,
+        rtol=0,
+    )
 
 
 @pytest.mark.parametrize("use_dora", [False, True])
@@ -173,5 +184,6 @@ def test_base_weight_name():
     _, model = peft_bert(False)
     for n, _ in model.named_parameters():
         if "lora_" in n or "base_layer" in n:
-            assert base_weight_name(n).rsplit(".", 1)[0] in dict(BertModel(model.config, add_pooling_layer=False)
-                                                                 .named_modules())
+            assert base_weight_name(n).rsplit(".", 1)[0] in dict(
+                BertModel(model.config, add_pooling_layer=False).named_modules()
+            )

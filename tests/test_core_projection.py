@@ -1,4 +1,5 @@
 """Eq. 5 projection, against the explicit (pseudo-)inverse, and its use on LoRA factors."""
+
 from __future__ import annotations
 
 import math
@@ -7,7 +8,11 @@ import pytest
 import torch
 
 from frkit.core.projection import (
-    orthonormal_basis, principal_angles, project_lora_factors, project_onto_column_space, projection_residual,
+    orthonormal_basis,
+    principal_angles,
+    project_lora_factors,
+    project_onto_column_space,
+    projection_residual,
 )
 
 
@@ -64,7 +69,7 @@ def test_project_lora_factors_semantics():
     out_dim, in_dim = 8, 10
     a_t, b_t = rand(3, in_dim, seed=5), rand(out_dim, 3, seed=6)  # older marketplace, rank 3
     a_m, b_m = rand(2, in_dim, seed=7), rand(out_dim, 2, seed=8)  # latest marketplace, rank 2
-    (a_new, b_new), = project_lora_factors({"w": (a_t, b_t)}, {"w": (a_m, b_m)}).values()
+    ((a_new, b_new),) = project_lora_factors({"w": (a_t, b_t)}, {"w": (a_m, b_m)}).values()
     assert a_new.shape == a_t.shape and b_new.shape == b_t.shape
     assert torch.allclose(b_new, b_m @ torch.linalg.pinv(b_m) @ b_t, atol=1e-10)  # columns onto col(B_M)
     assert torch.allclose(a_new, a_t @ torch.linalg.pinv(a_m) @ a_m, atol=1e-10)  # rows onto row(A_M)
@@ -74,11 +79,12 @@ def test_project_lora_factors_semantics():
     # independent of the factorisation gauge (B G, G^-1 A) of either adapter
     g = rand(3, 3, seed=9) + 3 * torch.eye(3, dtype=torch.float64)
     h = rand(2, 2, seed=10) + 3 * torch.eye(2, dtype=torch.float64)
-    (a2, b2), = project_lora_factors({"w": (torch.linalg.inv(g) @ a_t, b_t @ g)},
-                                     {"w": (torch.linalg.inv(h) @ a_m, b_m @ h)}).values()
+    ((a2, b2),) = project_lora_factors(
+        {"w": (torch.linalg.inv(g) @ a_t, b_t @ g)}, {"w": (torch.linalg.inv(h) @ a_m, b_m @ h)}
+    ).values()
     assert torch.allclose(b2 @ a2, b_new @ a_new, atol=1e-10)
     # the latest adapter projected onto itself is unchanged
-    (a_same, b_same), = project_lora_factors({"w": (a_m, b_m)}, {"w": (a_m, b_m)}).values()
+    ((a_same, b_same),) = project_lora_factors({"w": (a_m, b_m)}, {"w": (a_m, b_m)}).values()
     assert torch.allclose(a_same, a_m, atol=1e-10) and torch.allclose(b_same, b_m, atol=1e-10)
     with pytest.raises(KeyError):
         project_lora_factors({"w": (a_t, b_t), "v": (a_t, b_t)}, {"w": (a_m, b_m)})

@@ -1,9 +1,9 @@
 """CTR (Ke et al. 2021): transfer routing against brute force, the router, padding, blocked later tasks, HAT's TSM."""
-import pytest
+
 import torch
 
 from frkit.methods.ctr import CtrAdapter, SimilarityEstimator, router_gate, transfer_route
-from frkit.methods.hat import THRES_EMB, HatState, used_by
+from frkit.methods.hat import HatState, used_by
 from tests.test_hat import learn_first_task_with_binary_masks, make_method
 
 

@@ -1,4 +1,5 @@
 """ESCI loader on tiny parquet files in the exact official schema, and every bad input."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +15,9 @@ PRODUCTS = "shopping_queries_dataset_products.parquet"
 LABELS = "ESCI"  # query q's product k gets LABELS[k % 4]: E, S, C, I
 
 
-def make_release(locales=("us", "es", "jp"), queries_per_split=10, products_per_query=4) -> tuple[pd.DataFrame, pd.DataFrame]:
+def make_release(
+    locales=("us", "es", "jp"), queries_per_split=10, products_per_query=4
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Examples and products in the official schema; product ids repeat across locales (as in the release)."""
     examples, products = [], []
     qid = 0
@@ -23,20 +26,47 @@ def make_release(locales=("us", "es", "jp"), queries_per_split=10, products_per_
             for _ in range(queries_per_split):
                 for k in range(products_per_query):
                     pid = f"B{qid:04d}{k}"
-                    examples.append(dict(
-                        example_id=len(examples), query=f"{locale} query {qid}", query_id=qid, product_id=pid,
-                        product_locale=locale, esci_label=LABELS[k % 4], small_version=int(qid % 5 != 0),
-                        large_version=1, split=split))
+                    examples.append(
+                        dict(
+                            example_id=len(examples),
+                            query=f"{locale} query {qid}",
+                            query_id=qid,
+                            product_id=pid,
+                            product_locale=locale,
+                            esci_label=LABELS[k % 4],
+                            small_version=int(qid % 5 != 0),
+                            large_version=1,
+                            split=split,
+                        )
+                    )
                 qid += 1
         for pid in sorted({e["product_id"] for e in examples if e["product_locale"] == locale}):
-            products.append(dict(product_id=pid, product_title=f"{locale} title {pid}", product_description=None,
-                                 product_bullet_point=None, product_brand="brand", product_color=None,
-                                 product_locale=locale))
+            products.append(
+                dict(
+                    product_id=pid,
+                    product_title=f"{locale} title {pid}",
+                    product_description=None,
+                    product_bullet_point=None,
+                    product_brand="brand",
+                    product_color=None,
+                    product_locale=locale,
+                )
+            )
     # the same product id in another locale with another title: the join must use the locale too
-    products.append(dict(product_id="B00000", product_title="WRONG LOCALE", product_description=None,
-                         product_bullet_point=None, product_brand=None, product_color=None, product_locale="xx"))
-    ex = pd.DataFrame(examples).astype({"example_id": "int64", "query_id": "int64", "small_version": "int64",
-                                        "large_version": "int64"})
+    products.append(
+        dict(
+            product_id="B00000",
+            product_title="WRONG LOCALE",
+            product_description=None,
+            product_bullet_point=None,
+            product_brand=None,
+            product_color=None,
+            product_locale="xx",
+        )
+    )
+    ex = pd.DataFrame(examples).astype(
+        {"example_id": "int64", "query_id": "int64", "small_version": "int64", "large_version": "int64"}
+    )
     return ex, pd.DataFrame(products)
 
 
@@ -100,14 +130,18 @@ def test_binary_labels_are_not_esci_labels(tmp_path):
 
 def test_missing_file_lists_folder(release):
     (release / PRODUCTS).unlink()
-    with pytest.raises(FrkitInputError, match=rf"products file not found: .*{PRODUCTS}; files found in .*\['{EXAMPLES}'\]"):
+    with pytest.raises(
+        FrkitInputError, match=rf"products file not found: .*{PRODUCTS}; files found in .*\['{EXAMPLES}'\]"
+    ):
         load_marketplaces("esci", str(release), ["us"])
 
 
 def test_missing_column_lists_found(tmp_path):
     ex, pr = make_release(locales=("us",))
     root = write(tmp_path / "esci", ex.drop(columns="split"), pr)
-    with pytest.raises(FrkitInputError, match=r"examples file .*: missing column\(s\) \['split'\]; found columns \['example_id'"):
+    with pytest.raises(
+        FrkitInputError, match=r"examples file .*: missing column\(s\) \['split'\]; found columns \['example_id'"
+    ):
         load_marketplaces("esci", str(root), ["us"])
     root = write(tmp_path / "esci2", ex, pr.drop(columns="product_title"))
     with pytest.raises(FrkitInputError, match=r"products file .*missing column\(s\) \['product_title'\]"):
@@ -126,8 +160,11 @@ def test_empty_title_names_column_count_and_id(tmp_path):
     pr.loc[pr["product_id"] == "B00022", "product_title"] = None
     pr.loc[pr["product_id"] == "B00023", "product_title"] = "  "
     root = write(tmp_path / "esci", ex, pr)
-    with pytest.raises(FrkitInputError, match=r"column 'product_title' has 2 empty or missing text value\(s\) "
-                                              r"\(first at row id '2:B00022'\)"):
+    with pytest.raises(
+        FrkitInputError,
+        match=r"column 'product_title' has 2 empty or missing text value\(s\) "
+        r"\(first at row id '2:B00022'\)",
+    ):
         load_marketplaces("esci", str(root), ["us"], small_version=False)
 
 

@@ -1,4 +1,5 @@
 """Hub source: the normalisation on in-memory ``datasets`` objects, and ``load_hub`` with a stand-in fetcher."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,22 +9,34 @@ from frkit.data import esci_from_hub, load_marketplaces, pawsx_from_hub
 from frkit.data.hub import resolve_hub
 from frkit.errors import FrkitInputError
 
-PAWS_FEATURES = Features({"id": Value("int32"), "sentence1": Value("string"), "sentence2": Value("string"),
-                          "label": ClassLabel(names=["0", "1"])})
+PAWS_FEATURES = Features(
+    {
+        "id": Value("int32"),
+        "sentence1": Value("string"),
+        "sentence2": Value("string"),
+        "label": ClassLabel(names=["0", "1"]),
+    }
+)
 
 
 def paws_split(lang: str, ids, overrides: dict | None = None) -> Dataset:
-    rows = {"id": list(ids), "sentence1": [f"{lang} a {i}" for i in ids], "sentence2": [f"{lang} b {i}" for i in ids],
-            "label": [i % 2 for i in ids]}
+    rows = {
+        "id": list(ids),
+        "sentence1": [f"{lang} a {i}" for i in ids],
+        "sentence2": [f"{lang} b {i}" for i in ids],
+        "label": [i % 2 for i in ids],
+    }
     for col, (pos, value) in (overrides or {}).items():
         rows[col][pos] = value
     return Dataset.from_dict(rows, features=PAWS_FEATURES)
 
 
 def paws_dict(lang: str, **overrides) -> DatasetDict:
-    return DatasetDict(train=paws_split(lang, range(1, 41), overrides.get("train")),
-                       validation=paws_split(lang, range(50, 60)),
-                       test=paws_split(lang, range(100, 110), overrides.get("test")))
+    return DatasetDict(
+        train=paws_split(lang, range(1, 41), overrides.get("train")),
+        validation=paws_split(lang, range(50, 60)),
+        test=paws_split(lang, range(100, 110), overrides.get("test")),
+    )
 
 
 def test_pawsx_from_hub_drops_placeholders_and_unlabelled_rows():
@@ -51,7 +64,10 @@ def test_pawsx_from_hub_train_split_and_leaks():
 def test_pawsx_from_hub_missing_column():
     d = paws_dict("en")
     d["test"] = d["test"].rename_column("sentence2", "s2")
-    with pytest.raises(FrkitInputError, match=r"missing column\(s\) \['sentence2'\]; found columns \['id', 'sentence1', 's2', 'label'\]"):
+    with pytest.raises(
+        FrkitInputError,
+        match=r"missing column\(s\) \['sentence2'\]; found columns \['id', 'sentence1', 's2', 'label'\]",
+    ):
         pawsx_from_hub({"en": d}, pairs="shared")
 
 
@@ -60,20 +76,31 @@ def esci_split(split: str, start: int) -> Dataset:
     for q in range(start, start + 10):
         for k, label in enumerate(("Exact", "Substitute", "Complement", "Irrelevant")):
             for locale in ("us", "jp"):
-                rows.append(dict(query=f"{locale} q{q}", query_id=q, product_id=f"P{q}{k}", product_locale=locale,
-                                 esci_label=label, small_version=int(q % 2 == 0), large_version=1,
-                                 product_title=f"{locale} t{q}{k}", product_description=None, product_text="long"))
+                rows.append(
+                    dict(
+                        query=f"{locale} q{q}",
+                        query_id=q,
+                        product_id=f"P{q}{k}",
+                        product_locale=locale,
+                        esci_label=label,
+                        small_version=int(q % 2 == 0),
+                        large_version=1,
+                        product_title=f"{locale} t{q}{k}",
+                        product_description=None,
+                        product_text="long",
+                    )
+                )
     return Dataset.from_list(rows)
 
 
 def test_esci_from_hub_full_label_names_and_locales():
     dsdict = DatasetDict(train=esci_split("train", 0), test=esci_split("test", 100))
-    jp, = esci_from_hub(dsdict, ["jp"], small_version=False, validation_fraction=0.3)
+    (jp,) = esci_from_hub(dsdict, ["jp"], small_version=False, validation_fraction=0.3)
     assert (jp.name, jp.language) == ("jp", "ja")
     assert len(jp.train) + len(jp.validation) == 40 and len(jp.test) == 40
     assert jp.test["label"].tolist()[:4] == [1, 1, 0, 0] and jp.test["id"].iloc[0] == "100:P1000"
     assert jp.test["text_b"].iloc[0] == "jp t1000"
-    us, = esci_from_hub(dsdict, ["us"], small_version=True)
+    (us,) = esci_from_hub(dsdict, ["us"], small_version=True)
     assert len(us.test) == 20
 
 
@@ -93,6 +120,7 @@ def test_load_marketplaces_hub_with_stand_in_fetcher(monkeypatch):
         return paws_dict(config[0])
 
     import datasets
+
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     ms = load_marketplaces("hub", "google-research-datasets/paws-x", ["ja", "en"], max_test=4)
     assert [m.name for m in ms] == ["ja", "en"] and all(len(m.test) == 4 for m in ms)

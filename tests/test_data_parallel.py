@@ -1,7 +1,8 @@
 """parallel_pairs: disjoint shares of a parallel corpus (PAWS-X here), against the shared split."""
-import pandas as pd
 
+import pandas as pd
 from conftest import write_pawsx
+
 from frkit.data import load_marketplaces
 from frkit.data.parallel import pair_shares
 

@@ -1,4 +1,5 @@
 """PAWS-X loader: release layout, NS rows, quoting, cross-language id disjointness, and every bad input."""
+
 from __future__ import annotations
 
 import logging
@@ -90,7 +91,9 @@ def test_auto_prefers_train_files_over_dev(tmp_path, name):
     write_tsv(root / "en" / "test_2k.tsv", pairs("en", range(100, 106)))
     m = load_marketplaces("pawsx", str(root), ["en"], parallel_pairs="shared")[0]
     assert len(m.train) + len(m.validation) == 40
-    explicit = load_marketplaces("pawsx", str(root), ["en"], train_file="dev_2k.tsv", validation_fraction=0.5, parallel_pairs="shared")[0]
+    explicit = load_marketplaces(
+        "pawsx", str(root), ["en"], train_file="dev_2k.tsv", validation_fraction=0.5, parallel_pairs="shared"
+    )[0]
     assert set(explicit.train["id"]) | set(explicit.validation["id"]) <= {str(i) for i in range(1, 13)}
 
 
@@ -122,14 +125,19 @@ def test_two_marketplaces_with_one_name(release):
 def test_missing_column_lists_found_columns(release):
     file = release / "en" / "dev_2k.tsv"
     file.write_text(file.read_text().replace("sentence2", "sent2", 1))
-    with pytest.raises(FrkitInputError, match=r"dev_2k\.tsv: missing column\(s\) \['sentence2'\]; found columns "
-                                              r"\['id', 'sentence1', 'sent2', 'label'\]"):
+    with pytest.raises(
+        FrkitInputError,
+        match=r"dev_2k\.tsv: missing column\(s\) \['sentence2'\]; found columns "
+        r"\['id', 'sentence1', 'sent2', 'label'\]",
+    ):
         load_marketplaces("pawsx", str(release), ["en"], parallel_pairs="shared")
 
 
 def test_bad_labels_show_values_and_counts(release):
     write_tsv(release / "en" / "dev_2k.tsv", pairs("en", range(1, 21), label_of=lambda i: "2" if i < 4 else i % 2))
-    with pytest.raises(FrkitInputError, match=r"dev_2k\.tsv.*column 'label' has 3 label\(s\) that are not 0/1.*\"'2'\": 3"):
+    with pytest.raises(
+        FrkitInputError, match=r"dev_2k\.tsv.*column 'label' has 3 label\(s\) that are not 0/1.*\"'2'\": 3"
+    ):
         load_marketplaces("pawsx", str(release), ["en"], parallel_pairs="shared")
 
 
@@ -144,8 +152,11 @@ def test_empty_text_names_column_count_and_first_id(release):
     rows[6] = (7, "en first 7", "", 1)
     rows[8] = (9, "en first 9", " ", 1)
     write_tsv(release / "en" / "dev_2k.tsv", rows)
-    with pytest.raises(FrkitInputError, match=r"dev_2k\.tsv: column 'sentence2' has 2 empty or missing text value\(s\) "
-                                              r"\(first at row id '7'\)"):
+    with pytest.raises(
+        FrkitInputError,
+        match=r"dev_2k\.tsv: column 'sentence2' has 2 empty or missing text value\(s\) "
+        r"\(first at row id '7'\)",
+    ):
         load_marketplaces("pawsx", str(release), ["en"], parallel_pairs="shared")
 
 
@@ -181,7 +192,9 @@ def test_real_pawsx_en_es_ja():
         assert not (m.test["text_a"].eq("NS") | m.test["text_b"].eq("NS")).any()
     en_val = set(ms[0].validation["id"])
     assert all(set(m.validation["id"]) <= en_val for m in ms)  # same validation ids in every language
-    small = load_marketplaces("pawsx", str(REAL), ["en", "es", "ja"], max_train=200, max_validation=50, max_test=100, parallel_pairs="shared")
+    small = load_marketplaces(
+        "pawsx", str(REAL), ["en", "es", "ja"], max_train=200, max_validation=50, max_test=100, parallel_pairs="shared"
+    )
     assert all(m.sizes() == {"train": 200, "validation": 50, "test": 100} for m in small)
     for split in ("train", "validation", "test"):
         assert len({frozenset(m.split(split)["id"]) for m in small}) == 1  # the same ids in every language

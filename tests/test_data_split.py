@@ -1,4 +1,5 @@
 """Hash-based validation carving and stratified, seeded, parallel-consistent subsampling."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -36,27 +37,30 @@ def test_carve_by_group_keeps_groups_whole():
     assert not {g_of[i] for i in train["id"]} & {g_of[i] for i in val["id"]}
 
 
-@pytest.mark.parametrize("counts,n,expected", [
-    ({0: 60, 1: 40}, 10, {0: 6, 1: 4}),
-    ({0: 99, 1: 1}, 10, {0: 9, 1: 1}),  # the rare class keeps one row
-    ({0: 50, 1: 50}, 7, {0: 4, 1: 3}),
-    ({1: 30}, 5, {1: 5}),
-])
+@pytest.mark.parametrize(
+    "counts,n,expected",
+    [
+        ({0: 60, 1: 40}, 10, {0: 6, 1: 4}),
+        ({0: 99, 1: 1}, 10, {0: 9, 1: 1}),  # the rare class keeps one row
+        ({0: 50, 1: 50}, 7, {0: 4, 1: 3}),
+        ({1: 30}, 5, {1: 5}),
+    ],
+)
 def test_stratified_quota(counts, n, expected):
     assert stratified_quota(counts, n) == expected
 
 
 def test_subsample_is_stratified_seeded_and_keeps_row_order():
     t = table(range(100), [int(i < 30) for i in range(100)])
-    a, = subsample([t], 20, seed=0, parallel=False)
+    (a,) = subsample([t], 20, seed=0, parallel=False)
     assert len(a) == 20 and a["label"].sum() == 6
     assert a["id"].astype(int).is_monotonic_increasing
-    b, = subsample([t], 20, seed=0, parallel=False)
-    c, = subsample([t], 20, seed=1, parallel=False)
+    (b,) = subsample([t], 20, seed=0, parallel=False)
+    (c,) = subsample([t], 20, seed=1, parallel=False)
     assert a["id"].tolist() == b["id"].tolist() != c["id"].tolist()
-    small, = subsample([t.head(5)], 20, seed=0, parallel=False)
+    (small,) = subsample([t.head(5)], 20, seed=0, parallel=False)
     assert len(small) == 5
-    same, = subsample([t], None, seed=0, parallel=False)
+    (same,) = subsample([t], None, seed=0, parallel=False)
     assert same is t
 
 

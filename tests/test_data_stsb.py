@@ -1,4 +1,5 @@
 """The STS-B multilingual source: release layout, labels by threshold, the dev split as validation, bad input."""
+
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ def write_release(root: Path, langs=("en", "es"), n=(40, 20, 20)) -> Path:
     for lang in langs:
         for split, count in zip(("train", "dev", "test"), n):
             rows = sentences(lang, split, count)
-            (root / f"stsb-{lang}-{split}.csv").write_text("".join(f'{a},"{b}",{s}\n' for a, b, s in rows), encoding="utf-8")
+            (root / f"stsb-{lang}-{split}.csv").write_text(
+                "".join(f'{a},"{b}",{s}\n' for a, b, s in rows), encoding="utf-8"
+            )
     return root
 
 
@@ -44,21 +47,27 @@ def test_disjoint_shares_keep_test_sets_whole(tmp_path):
     root = write_release(tmp_path / "stsb", langs=("en", "es", "ja"), n=(60, 30, 20))
     ms = load(root, ("en", "es", "ja"))
     train_ids = [set(m.train["id"]) | set(m.validation["id"]) for m in ms]
-    assert all(not (a & b) for i, a in enumerate(train_ids) for b in train_ids[i + 1:])
+    assert all(not (a & b) for i, a in enumerate(train_ids) for b in train_ids[i + 1 :])
     assert set().union(*train_ids) == {f"train-{i}" for i in range(60)} | {f"dev-{i}" for i in range(30)}
     assert all(set(m.test["id"]) == {f"test-{i}" for i in range(20)} for m in ms)
     assert all(len(m.parallel_corpus) == 90 for m in ms)  # every non-test pair, for translation look-ups
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda f: f.write_text('a,b,3.0\nc,d,5.5\n'), r"stsb-en-train\.csv row 2: score '5\.5' is outside \[0, 5\]"),
-    (lambda f: f.write_text('a,b,3.0\nc,d,high\n'), r"stsb-en-train\.csv row 2: score 'high' is not a number"),
-    (lambda f: f.write_text('a,b,3.0\n ,d,1.0\n'), r"stsb-en-train\.csv row 2: sentence1 is empty"),
-    (lambda f: f.write_text('a,b,3.0\nc,d\n'), r"stsb-en-train\.csv row 2: 2 field\(s\)"),
-    (lambda f: f.write_text('sentence1,sentence2,score\na,b,3\n'), r"row 1: score 'score' is not a number"),
-    (lambda f: f.write_bytes(b'a,b,3.0\n\xff\xfe,d,1.0\n'), r"stsb-en-train\.csv could not be read as UTF-8"),
-    (lambda f: f.with_name("stsb-en-dev.csv").unlink(), r"STS-B validation file not found: .*stsb-en-dev\.csv; files found in"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda f: f.write_text("a,b,3.0\nc,d,5.5\n"), r"stsb-en-train\.csv row 2: score '5\.5' is outside \[0, 5\]"),
+        (lambda f: f.write_text("a,b,3.0\nc,d,high\n"), r"stsb-en-train\.csv row 2: score 'high' is not a number"),
+        (lambda f: f.write_text("a,b,3.0\n ,d,1.0\n"), r"stsb-en-train\.csv row 2: sentence1 is empty"),
+        (lambda f: f.write_text("a,b,3.0\nc,d\n"), r"stsb-en-train\.csv row 2: 2 field\(s\)"),
+        (lambda f: f.write_text("sentence1,sentence2,score\na,b,3\n"), r"row 1: score 'score' is not a number"),
+        (lambda f: f.write_bytes(b"a,b,3.0\n\xff\xfe,d,1.0\n"), r"stsb-en-train\.csv could not be read as UTF-8"),
+        (
+            lambda f: f.with_name("stsb-en-dev.csv").unlink(),
+            r"STS-B validation file not found: .*stsb-en-dev\.csv; files found in",
+        ),
+    ],
+)
 def test_bad_files_name_file_row_and_value(tmp_path, edit, match):
     root = write_release(tmp_path / "stsb")
     edit(root / "stsb-en-train.csv")
@@ -68,7 +77,9 @@ def test_bad_files_name_file_row_and_value(tmp_path, edit, match):
 
 def test_missing_language_and_unequal_parallel_files(tmp_path):
     root = write_release(tmp_path / "stsb")
-    with pytest.raises(FrkitInputError, match=r"no files for language\(s\) \['fr'\].*languages found there: \['en', 'es'\]"):
+    with pytest.raises(
+        FrkitInputError, match=r"no files for language\(s\) \['fr'\].*languages found there: \['en', 'es'\]"
+    ):
         load(root, ("en", "fr"))
     (root / "stsb-es-dev.csv").write_text("x,y,1.0\n")
     with pytest.raises(FrkitInputError, match=r"STS-B validation: the parallel files have different row counts"):

@@ -1,4 +1,5 @@
 """The ``table`` source: CSV / TSV / Parquet / JSONL, column mapping, label vocabularies, and every bad input."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,13 +14,15 @@ COLUMNS = {"id": "pair", "text_a": "q", "text_b": "title", "label": "rel"}
 
 
 def frame(n: int, start: int = 0, labels=("E", "I"), query_of=lambda i: i // 4) -> pd.DataFrame:
-    return pd.DataFrame({
-        "pair": [f"p{i}" for i in range(start, start + n)],
-        "q": [f"query {query_of(i)}" for i in range(start, start + n)],
-        "title": [f"title {i}" for i in range(start, start + n)],
-        "rel": [labels[i % len(labels)] for i in range(start, start + n)],
-        "query_id": [query_of(i) for i in range(start, start + n)],
-    })
+    return pd.DataFrame(
+        {
+            "pair": [f"p{i}" for i in range(start, start + n)],
+            "q": [f"query {query_of(i)}" for i in range(start, start + n)],
+            "title": [f"title {i}" for i in range(start, start + n)],
+            "rel": [labels[i % len(labels)] for i in range(start, start + n)],
+            "query_id": [query_of(i) for i in range(start, start + n)],
+        }
+    )
 
 
 def save(table: pd.DataFrame, file: Path) -> str:
@@ -52,9 +55,12 @@ def test_every_format_loads_the_same(tmp_path, suffix):
 def test_binary_labels_explicit_validation_and_order(tmp_path):
     tables = {}
     for name in ("a", "b"):
-        tables[name] = {"language": "en", "train": save(frame(20, labels=(0, 1)), tmp_path / name / "tr.csv"),
-                        "validation": save(frame(6, start=50, labels=(1, 0)), tmp_path / name / "va.csv"),
-                        "test": save(frame(8, start=100, labels=(0, 1)), tmp_path / name / "te.csv")}
+        tables[name] = {
+            "language": "en",
+            "train": save(frame(20, labels=(0, 1)), tmp_path / name / "tr.csv"),
+            "validation": save(frame(6, start=50, labels=(1, 0)), tmp_path / name / "va.csv"),
+            "test": save(frame(8, start=100, labels=(0, 1)), tmp_path / name / "te.csv"),
+        }
         tables[name] = {k: (f"{name}/{v}" if k != "language" else v) for k, v in tables[name].items()}
     b, a = load_marketplaces("table", str(tmp_path), ["b", "a"], tables=tables, columns=COLUMNS)
     assert (b.name, a.name) == ("b", "a")
@@ -65,8 +71,14 @@ def test_binary_labels_explicit_validation_and_order(tmp_path):
 def test_group_column_keeps_queries_on_one_side(tmp_path):
     train = save(frame(80), tmp_path / "train.parquet")
     test = save(frame(12, start=200), tmp_path / "test.parquet")
-    m = load_marketplaces("table", str(tmp_path), ["s"], tables={"s": {"language": "en", "train": train, "test": test}},
-                          columns={**COLUMNS, "group": "query_id"}, validation_fraction=0.3)[0]
+    m = load_marketplaces(
+        "table",
+        str(tmp_path),
+        ["s"],
+        tables={"s": {"language": "en", "train": train, "test": test}},
+        columns={**COLUMNS, "group": "query_id"},
+        validation_fraction=0.3,
+    )[0]
     assert m.group == "query_id"
     by_pair = frame(80).set_index("pair")["query_id"]
     train_q, val_q = set(by_pair[m.train["id"]]), set(by_pair[m.validation["id"]])
@@ -76,10 +88,13 @@ def test_group_column_keeps_queries_on_one_side(tmp_path):
 def test_default_columns_are_our_names(tmp_path):
     t = frame(20).rename(columns={"pair": "id", "q": "text_a", "title": "text_b", "rel": "label"})
     save(t, tmp_path / "tr.jsonl")
-    save(frame(8, start=100).rename(columns={"pair": "id", "q": "text_a", "title": "text_b", "rel": "label"}),
-         tmp_path / "te.jsonl")
-    m = load_marketplaces("table", str(tmp_path), ["x"], tables={"x": {"language": "en", "train": "tr.jsonl",
-                                                                         "test": "te.jsonl"}})[0]
+    save(
+        frame(8, start=100).rename(columns={"pair": "id", "q": "text_a", "title": "text_b", "rel": "label"}),
+        tmp_path / "te.jsonl",
+    )
+    m = load_marketplaces(
+        "table", str(tmp_path), ["x"], tables={"x": {"language": "en", "train": "tr.jsonl", "test": "te.jsonl"}}
+    )[0]
     assert len(m.test) == 8
 
 
@@ -96,8 +111,13 @@ def test_integer_ids_become_strings(tmp_path):
     t = frame(12, start=100).assign(pair=range(100, 112))
     save(t, tmp_path / "te.parquet")
     save(frame(20), tmp_path / "tr.parquet")
-    m = load_marketplaces("table", str(tmp_path), ["x"], columns=COLUMNS,
-                          tables={"x": {"language": "en", "train": "tr.parquet", "test": "te.parquet"}})[0]
+    m = load_marketplaces(
+        "table",
+        str(tmp_path),
+        ["x"],
+        columns=COLUMNS,
+        tables={"x": {"language": "en", "train": "tr.parquet", "test": "te.parquet"}},
+    )[0]
     assert m.test["id"].tolist()[:2] == ["100", "101"]
 
 
@@ -122,8 +142,11 @@ def test_bad_label_values_and_counts(shop):
     t = frame(20)
     t.loc[[1, 2, 5], "rel"] = ["maybe", "maybe", "2"]
     save(t, root / "tr.csv")
-    with pytest.raises(FrkitInputError, match=r"tr\.csv: column 'rel' has 3 label\(s\) that are not 0/1 or E/S/C/I: "
-                                              r"offending values \(with counts\) \{\"'maybe'\": 2, \"'2'\": 1\}"):
+    with pytest.raises(
+        FrkitInputError,
+        match=r"tr\.csv: column 'rel' has 3 label\(s\) that are not 0/1 or E/S/C/I: "
+        r"offending values \(with counts\) \{\"'maybe'\": 2, \"'2'\": 1\}",
+    ):
         load()
 
 
@@ -139,8 +162,11 @@ def test_missing_label_is_a_bad_label(shop):
 def test_missing_column(shop):
     root, _, load = shop
     save(frame(20).drop(columns="title"), root / "tr.csv")
-    with pytest.raises(FrkitInputError, match=r"tr\.csv: missing column\(s\) \['title'\]; found columns "
-                                              r"\['pair', 'q', 'rel', 'query_id'\]"):
+    with pytest.raises(
+        FrkitInputError,
+        match=r"tr\.csv: missing column\(s\) \['title'\]; found columns "
+        r"\['pair', 'q', 'rel', 'query_id'\]",
+    ):
         load()
 
 
@@ -162,8 +188,11 @@ def test_nan_and_empty_text(shop):
     t.loc[3, "q"] = None
     t.loc[4, "q"] = ""
     save(t, root / "tr.parquet")
-    with pytest.raises(FrkitInputError, match=r"tr\.parquet: column 'q' has 2 empty or missing text value\(s\) "
-                                              r"\(first at row id 'p3'\)"):
+    with pytest.raises(
+        FrkitInputError,
+        match=r"tr\.parquet: column 'q' has 2 empty or missing text value\(s\) "
+        r"\(first at row id 'p3'\)",
+    ):
         load(tables={"shop": {"language": "en", "train": "tr.parquet", "test": "te.csv"}})
 
 
@@ -196,9 +225,13 @@ def test_bad_tables_and_columns_options(shop):
         load(names=["other"])
     with pytest.raises(FrkitInputError, match=r"two marketplaces with one name"):
         load(names=["shop", "shop"])
-    with pytest.raises(FrkitInputError, match=r"tables\['shop'\]: unknown key\(s\) \['dev'\], missing key\(s\) \['language'\]"):
+    with pytest.raises(
+        FrkitInputError, match=r"tables\['shop'\]: unknown key\(s\) \['dev'\], missing key\(s\) \['language'\]"
+    ):
         load(tables={"shop": {"train": "tr.csv", "test": "te.csv", "dev": "x.csv"}})
-    with pytest.raises(FrkitInputError, match=r"columns mapping: unknown key\(s\) \['query'\], missing key\(s\) \['text_a'\]"):
+    with pytest.raises(
+        FrkitInputError, match=r"columns mapping: unknown key\(s\) \['query'\], missing key\(s\) \['text_a'\]"
+    ):
         load(columns={"id": "pair", "query": "q", "text_b": "title", "label": "rel"})
     with pytest.raises(FrkitInputError, match=r"source 'table' needs tables="):
         load(tables=None)

@@ -1,4 +1,5 @@
 """Attention distillation (Eq. 9-11) against explicit loops, and gradient flow into the student fusion."""
+
 from __future__ import annotations
 
 import math
@@ -53,7 +54,7 @@ def test_layer_kl_matches_loops_with_mask(renormalise):
 def test_multi_layer_loss_matches_loops(renormalise):
     teacher = {0: probs(3, 5, 2, seed=1), 1: probs(3, 5, 2, seed=3)}
     student = {0: probs(3, 5, 3, seed=2), 1: probs(3, 5, 3, seed=4)}
-    per_layer = [loop_kl(teacher[l], student[l], MASK, 2, renormalise) for l in (0, 1)]
+    per_layer = [loop_kl(teacher[layer], student[layer], MASK, 2, renormalise) for layer in (0, 1)]
     got_sum = attention_distillation_loss(teacher, student, MASK, renormalise, reduction="sum").item()
     got_mean = attention_distillation_loss(teacher, student, MASK, renormalise, reduction="mean").item()
     assert got_sum == pytest.approx(sum(t for t, _ in per_layer), rel=1e-5)
@@ -85,21 +86,23 @@ def test_total_loss_eq_10_11():
     ce, kl = torch.tensor(0.7), torch.tensor(0.2)
     assert total_loss(ce, kl).item() == pytest.approx(0.9)
     assert total_loss(ce, kl, ad_weight=0.5).item() == pytest.approx(0.8)
-    assert total_loss(task_loss=ce).item() == pytest.approx(0.7)     # a D_t batch (Eq. 11)
-    assert total_loss(ad_loss=kl).item() == pytest.approx(0.2)       # a translated T_k batch
+    assert total_loss(task_loss=ce).item() == pytest.approx(0.7)  # a D_t batch (Eq. 11)
+    assert total_loss(ad_loss=kl).item() == pytest.approx(0.2)  # a translated T_k batch
     with pytest.raises(ValueError):
         total_loss()
 
 
 def test_kl_gradient_reaches_student_fusion_through_captured_scores():
     torch.manual_seed(0)
-    enc = BertModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=64), add_pooling_layer=False)
+    enc = BertModel(
+        BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+        add_pooling_layer=False,
+    )
     stack = AdapterStack(enc)
     for lang in ("en", "es", "ja"):
         stack.add_adapter(lang)
-    stack.add_fusion("f2", ["en", "es"])          # Ψ_{t-1}, the teacher's
-    stack.add_fusion("f3", ["en", "es", "ja"])    # Ψ_t, the student's
+    stack.add_fusion("f2", ["en", "es"])  # Ψ_{t-1}, the teacher's
+    stack.add_fusion("f3", ["en", "es", "ja"])  # Ψ_t, the student's
     stack.freeze_all_but(fusions=["f3"])
     ids = torch.randint(5, 100, (2, 6))
     mask = torch.tensor([[1] * 6, [1, 1, 1, 1, 0, 0]])

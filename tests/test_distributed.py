@@ -12,10 +12,11 @@ What must match, and how closely:
   checked to 1e-4 absolute, AUCs to 1e-3. In fp32 (``precision: fp32``): under bf16 autocast the half batches'
   matmuls round differently, and Adam turns those roundings into weight differences of up to the learning rate
   (6.7e-4 after one marketplace on an AMD EPYC with AVX512-BF16, against 7e-8 in fp32), which depend on the CPU's
-  kernels and say nothing about the data-parallel math. Expected to differ more, and not checked: length-bucketed batches (the
-  buckets depend on the per-process batch size), a train split that does not divide into whole global batches (the
-  last round is padded with repeated batches), and dropout (each process draws its own masks).
+  kernels and say nothing about the data-parallel math. Expected to differ more, and not checked: length-bucketed
+  batches (the buckets depend on the per-process batch size), a train split that does not divide into whole global
+  batches (the last round is padded with repeated batches), and dropout (each process draws its own masks).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,11 +32,11 @@ import yaml
 from safetensors.torch import load_file
 
 from frkit import distributed
-from frkit.records import RunFolder
 from frkit.config import make_config
 from frkit.methods import METHODS
 from frkit.methods.base import MethodContext
 from frkit.models.encoder import load_tokenizer
+from frkit.records import RunFolder
 from frkit.runner import load_configured_marketplaces, run
 from frkit.train import roc_auc
 
@@ -48,11 +49,24 @@ def launch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
     Not ``accelerate launch --cpu --num_processes 2``: accelerate 1.15 starts ONE process for that unless it is given
     an MPI hostfile (``--mpirun_hostfile``); torchrun starts two and frkit makes them one gloo group."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("ACCELERATE_USE_CPU", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        *args,
+    ]
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     return done
@@ -69,8 +83,18 @@ def free_port() -> int:
 def ddp_params(tiny_params, **overrides) -> dict:
     """Two marketplaces of 32 train rows each (two global batches of 16), no dropout, plain (not length) batching,
     fp32 (module doc)."""
-    return tiny_params(marketplaces=["en", "es"], max_train=32, length_batching=False, batch_size=8, eval_batch_size=8,
-                       epochs=2, patience=1, lora_dropout=0.0, precision="fp32", **overrides)
+    return tiny_params(
+        marketplaces=["en", "es"],
+        max_train=32,
+        length_batching=False,
+        batch_size=8,
+        eval_batch_size=8,
+        epochs=2,
+        patience=1,
+        lora_dropout=0.0,
+        precision="fp32",
+        **overrides,
+    )
 
 
 def write_params(tmp_path: Path, params: dict) -> Path:
@@ -91,6 +115,7 @@ def reload(run_dir: Path, step: int):
 
 
 # -- the helpers in one process ------------------------------------------------------------------------------------
+
 
 def test_sharded_batches_cover_every_row_once_in_evaluation_and_pad_training():
     batches = [[0, 1], [2, 3], [4, 5], [6, 7], [8]]
@@ -116,6 +141,7 @@ def test_helpers_leave_a_single_process_alone():
 
 # -- two processes against one ----------------------------------------------------------------------------------------
 
+
 def test_two_process_ewc_run_matches_one_process(tiny_params, tmp_path):
     """The issue's command on tiny data: same Fisher, same scores for the same weights, same training (module doc)."""
     params = ddp_params(tiny_params, method="ewc", run_name="ddp")
@@ -128,8 +154,9 @@ def test_two_process_ewc_run_matches_one_process(tiny_params, tmp_path):
     assert not list(Path(params["output_dir"]).glob("ddp.old-*"))  # no second process set the folder aside
 
     # one process, global batch 16 = the two processes' 8 + 8
-    single = run(make_config({**params, "run_name": "single", "batch_size": 16, "eval_batch_size": 16}),
-                 show_progress=False)
+    single = run(
+        make_config({**params, "run_name": "single", "batch_size": 16, "eval_batch_size": 16}), show_progress=False
+    )
     R_ddp = np.array([s["auc_row"] for s in progress["steps"]], dtype=float)
 
     for step in range(2):
@@ -151,8 +178,10 @@ def test_two_process_ewc_run_matches_one_process(tiny_params, tmp_path):
         b = load_file(str(RunFolder(single.run_dir).checkpoint_dir(step, m.name) / "model.safetensors"))
         assert set(a) == set(b)
         diffs = torch.cat([(a[k] - b[k]).abs().reshape(-1) for k in a])
-        print(f"after {m.name}: max weight difference {float(diffs.max()):.3g}, "
-              f"{int((diffs > 1e-5).sum())} of {diffs.numel()} above 1e-5")
+        print(
+            f"after {m.name}: max weight difference {float(diffs.max()):.3g}, "
+            f"{int((diffs > 1e-5).sum())} of {diffs.numel()} above 1e-5"
+        )
         assert float(diffs.max()) < 1e-4, f"weights after {m.name} differ by {float(diffs.max())}"
         single_fisher = RunFolder(single.run_dir).load_artifact(step, m.name, "fisher_qkv")
         for key in saved:
@@ -166,8 +195,14 @@ def test_two_process_launch_runs_each_method_resumes_and_refuses_disagreeing_pro
     methods = ["sequential", "lora", "fr_lora", "attention_distillation"]
     params = ddp_params(tiny_params)
     report_file = tmp_path / "report.json"
-    launch(str(REPO / "tests" / "ddp_probe.py"), str(write_params(tmp_path, params)), str(report_file), "fr_lora",
-           *methods, cwd=REPO)
+    launch(
+        str(REPO / "tests" / "ddp_probe.py"),
+        str(write_params(tmp_path, params)),
+        str(report_file),
+        "fr_lora",
+        *methods,
+        cwd=REPO,
+    )
     report = json.loads(report_file.read_text())
     assert report["world_size"] == 2
     for method in methods:
@@ -178,8 +213,12 @@ def test_two_process_launch_runs_each_method_resumes_and_refuses_disagreeing_pro
         assert [s["processes"] for s in steps] == [2, 2], method
         assert (run_dir / "metrics.json").exists()
         # the same training in one process with the global batch (module doc)
-        single = run(make_config({**params, "method": method, "run_name": f"single_{method}", "batch_size": 16,
-                                  "eval_batch_size": 16}), show_progress=False)
+        single = run(
+            make_config(
+                {**params, "method": method, "run_name": f"single_{method}", "batch_size": 16, "eval_batch_size": 16}
+            ),
+            show_progress=False,
+        )
         np.testing.assert_allclose(R, single.auc_matrix, atol=1e-3, err_msg=method)
 
     # resumed from its first marketplace's checkpoint, the 2-process run ends as the uninterrupted one did

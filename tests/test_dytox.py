@@ -1,4 +1,5 @@
 """DyTox (Douillard et al. 2022) adapted to text pairs: its loss against brute force, the TAB, and task growth."""
+
 import math
 
 import pytest
@@ -24,7 +25,7 @@ def test_loss_matches_a_brute_force_computation():
     for r, o in zip(logits.tolist(), old.tolist()):
         ls, lt = _log_softmax(r[:4], tau), _log_softmax(o, tau)
         kl += sum(math.exp(b) * (b - a) for a, b in zip(ls, lt))
-    kd = kl / (3 * 4) * tau ** 2  # reduction="mean": over batch x old classes, as DyTox's code
+    kd = kl / (3 * 4) * tau**2  # reduction="mean": over batch x old classes, as DyTox's code
     div_ce = -sum(_log_softmax(r)[t] for r, t in zip(div.tolist(), div_targets.tolist())) / 3
     a = 4 / 6
     expected = (1 - a) * ce + a * kd + head_div * div_ce
@@ -63,8 +64,15 @@ def test_a_new_marketplace_adds_one_token_and_one_head_and_older_ones_stay_froze
         inner = real_loss(name, old, teacher)
 
         def loss(m, batch):
-            seen.append((batch["source"], m.div_head is not None, teacher is not None,
-                         m.tokens["en"].requires_grad, m.tokens["es"].requires_grad))
+            seen.append(
+                (
+                    batch["source"],
+                    m.div_head is not None,
+                    teacher is not None,
+                    m.tokens["en"].requires_grad,
+                    m.tokens["es"].requires_grad,
+                )
+            )
             return inner(m, batch)
 
         return loss
@@ -109,5 +117,7 @@ def test_encoder_trains_at_lr_and_the_fresh_parts_at_dytox_lr(tiny_params, monke
     (enc_lr, enc), (new_lr, new) = seen["groups"]
     assert enc_lr == 1e-5 and enc == {id(p) for p in method.model.encoder.parameters()}
     assert new_lr == (dytox_lr or 2e-3)
-    assert new == {id(p) for p in [method.model.tokens["en"], *method.model.heads["en"].parameters(),
-                                   *method.model.tab.parameters()]}
+    assert new == {
+        id(p)
+        for p in [method.model.tokens["en"], *method.model.heads["en"].parameters(), *method.model.tab.parameters()]
+    }

@@ -2,6 +2,7 @@
 
 Each test trains a seconds-long run on the tiny random BERT (conftest), exports one marketplace and loads the folder
 with transformers alone (and sentence-transformers / onnxruntime where installed)."""
+
 from __future__ import annotations
 
 import json
@@ -42,9 +43,14 @@ with torch.no_grad():
     enc = tok(a, b, truncation=True, padding=True, return_tensors='pt')
     print(json.dumps(model(**enc).logits.tolist()))
 """
-    done = subprocess.run([sys.executable, "-c", code], input=json.dumps([table["text_a"].tolist(),
-                                                                          table["text_b"].tolist()]),
-                          capture_output=True, text=True, check=True, cwd=out_dir.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps([table["text_a"].tolist(), table["text_b"].tolist()]),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=out_dir.parent,
+    )
     return np.array(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
@@ -72,8 +78,13 @@ def test_full_model_method_exports_with_frkit_logits(tmp_path, tiny_params, meth
     config = json.loads((tmp_path / "export_en" / "config.json").read_text())
     assert config["architectures"] == ["BertForSequenceClassification"]
     assert config["id2label"] == {"0": "not relevant", "1": "relevant"}
-    assert {p.name for p in (tmp_path / "export_en").iterdir()} >= {"README.md", "config.json", "model.safetensors",
-                                                                    "tokenizer.json", "frkit_export.json"}
+    assert {p.name for p in (tmp_path / "export_en").iterdir()} >= {
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "frkit_export.json",
+    }
     card = (tmp_path / "export_en" / "README.md").read_text()
     for needed in (f"`{method}`", "en -> es", "kit revision", "| en | es |", "max_length: 32"):
         assert needed in card, needed
@@ -112,8 +123,9 @@ def test_onnx_export_matches_onnxruntime(tmp_path, tiny_params):
     assert main(["export", str(run_dir), str(out), "--marketplace", "es", "--onnx"]) == 0
     info = json.loads((out / "frkit_export.json").read_text())
     assert (out / "onnx" / "model.onnx").is_file()
-    from frkit.export import onnx_logits
     from transformers import AutoTokenizer
+
+    from frkit.export import onnx_logits
 
     test = markets["es"].test
     hf = plain_hf_logits(out, test)

@@ -1,16 +1,17 @@
 """FR-LoRA / EWC follow Algorithm 1: what trains in which stage, lr decay, projection, Fisher artifacts."""
+
 import json
 
 import pytest
 import torch
 
-from frkit.records import RunFolder
 from frkit.config import make_config
 from frkit.core.lora_delta import lora_factors
 from frkit.core.projection import projection_residual
 from frkit.methods import METHODS
 from frkit.methods.base import MethodContext
 from frkit.models.encoder import load_tokenizer
+from frkit.records import RunFolder
 from frkit.runner import load_configured_marketplaces, run
 
 
@@ -40,9 +41,15 @@ def test_stage_two_trains_only_the_adapter_and_head(tiny_params):
     def stage2(step, m):
         out = real_stage2(step, m)
         after = state()
-        snapshots["base_changed_in_stage2"] = [k for k, v in snapshots["base_after_stage1"].items() if not torch.equal(v, after[k])]
-        snapshots["head_changed_in_stage2"] = not torch.equal(snapshots["head_after_stage1"], method.model.heads[m.name].weight)
-        snapshots["lora_nonzero"] = any(p.abs().sum() > 0 for n, p in method.model.encoder.named_parameters() if "lora_B" in n)
+        snapshots["base_changed_in_stage2"] = [
+            k for k, v in snapshots["base_after_stage1"].items() if not torch.equal(v, after[k])
+        ]
+        snapshots["head_changed_in_stage2"] = not torch.equal(
+            snapshots["head_after_stage1"], method.model.heads[m.name].weight
+        )
+        snapshots["lora_nonzero"] = any(
+            p.abs().sum() > 0 for n, p in method.model.encoder.named_parameters() if "lora_B" in n
+        )
         return out
 
     method.train_base_with_ewc, method.train_adapter = stage1, stage2
@@ -146,9 +153,11 @@ def test_lr_decay_and_projection_through_the_runner(tiny_params, monkeypatch):
     cfg = make_config(tiny_params(method="fr_lora", run_name="proj", projection=True, lr_decay=0.5, epochs=1))
     result = run(cfg, show_progress=False)
     # per marketplace: Stage I (base + head) at lr * decay^t, then Stage II (LoRA + head) at stage2_lr
-    assert made == [[pytest.approx(lr)] for t in range(3) for lr in (cfg.lr * 0.5 ** t, cfg.stage2_lr)]
+    assert made == [[pytest.approx(lr)] for t in range(3) for lr in (cfg.lr * 0.5**t, cfg.stage2_lr)]
     steps = json.loads((result.run_dir / "progress.json").read_text())["steps"]
-    assert [s["stage1_lr"] for s in steps] == pytest.approx([cfg.lr, cfg.lr * 0.5, cfg.lr * 0.25])  # and the log says so
+    assert [s["stage1_lr"] for s in steps] == pytest.approx(
+        [cfg.lr, cfg.lr * 0.5, cfg.lr * 0.25]
+    )  # and the log says so
     assert all(s["stage2"]["eq4_penalty"]["mean"] > 0 for s in steps)  # progress.json splits Eq. 4 out of the loss
     # the final checkpoint's older adapters lie in the last adapter's subspaces (Eq. 5)
     folder = RunFolder(result.run_dir)
@@ -192,9 +201,14 @@ def test_stage_two_loss_holds_the_eq4_penalty_built_from_the_line_5_fisher(tiny_
             batch = next(iter(method.ctx.loader(marketplace.train, train=False)))
             batch = {k: v.to(method.ctx.device) for k, v in batch.items()}
             with torch.no_grad():
-                seen["total"], seen["task"] = loss_fn(model, batch).item(), cross_entropy_loss(head)(model, batch).item()
-                seen["delta"] = {k: layer.scaling[head] * layer.lora_B[head].weight @ layer.lora_A[head].weight
-                                 for k, layer in lora_layers(method.model.encoder, head).items()}
+                seen["total"], seen["task"] = (
+                    loss_fn(model, batch).item(),
+                    cross_entropy_loss(head)(model, batch).item(),
+                )
+                seen["delta"] = {
+                    k: layer.scaling[head] * layer.lora_B[head].weight @ layer.lora_A[head].weight
+                    for k, layer in lora_layers(method.model.encoder, head).items()
+                }
         return result
 
     method.compute_fisher, method.train = spy_fisher, spy_train
@@ -203,12 +217,14 @@ def test_stage_two_loss_holds_the_eq4_penalty_built_from_the_line_5_fisher(tiny_
     line5, line10 = fishers  # Algorithm 1 lines 5 and 10
 
     def eq4(fisher):
-        return sum((0.5 / 2) * (d.double() ** 2 / (fisher[k].double() + 1e-7)).sum()
-                   for k, d in seen["delta"].items()).item()
+        return sum(
+            (0.5 / 2) * (d.double() ** 2 / (fisher[k].double() + 1e-7)).sum() for k, d in seen["delta"].items()
+        ).item()
 
     assert len(penalties) > 1  # every Stage II step carried the penalty
     assert eq4(line5) > 0 and penalties[-1].item() == pytest.approx(eq4(line5), rel=1e-4)
-    # the check sees the Fisher: a Fisher ten times as large would give another penalty (fr_eps is small beside this Fisher) (line 10's Fisher, taken with
+    # the check sees the Fisher: a Fisher ten times as large would give another penalty (fr_eps is small beside
+    # this Fisher) (line 10's Fisher, taken with
     # this run's barely trained LoRA active, is within 1e-7 of line 5's here, so it cannot tell them apart)
     assert eq4({k: 10 * f for k, f in line5.items()}) != pytest.approx(penalties[-1].item(), rel=1e-2)
     assert line10 is not line5
@@ -216,7 +232,9 @@ def test_stage_two_loss_holds_the_eq4_penalty_built_from_the_line_5_fisher(tiny_
     # the log splits the penalty out of Stage II's loss: its steps' penalties (the last call above was the no-grad look)
     trained = [p.item() for p in penalties[:-1]]
     below = sum(int((line5[k] < 1e-7).sum()) for k in seen["delta"]) / sum(line5[k].numel() for k in seen["delta"])
-    assert logged == pytest.approx({"mean": sum(trained) / len(trained), "last": trained[-1], "fisher_below_eps": below})
+    assert logged == pytest.approx(
+        {"mean": sum(trained) / len(trained), "last": trained[-1], "fisher_below_eps": below}
+    )
 
 
 def test_stage_two_log_holds_no_penalty_at_beta_zero(tiny_params):

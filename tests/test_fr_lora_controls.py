@@ -1,4 +1,5 @@
 """FR-LoRA's mechanism controls (issue 29) through the runner: the weights Stage II really applies."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,8 +27,10 @@ def _weights_used(tiny_params, monkeypatch, **kw):
 
     monkeypatch.setattr(fr_lora, "fr_inverse_fisher", inverse)
     monkeypatch.setattr(fr_lora, "fr_penalty_precomputed", penalty)
-    result = run(make_config(tiny_params(method="fr_lora", epochs=1, marketplaces=["en", "es"], beta=1e-4, **kw)),
-                 show_progress=False)
+    result = run(
+        make_config(tiny_params(method="fr_lora", epochs=1, marketplaces=["en", "es"], beta=1e-4, **kw)),
+        show_progress=False,
+    )
     assert len(made) == len(used) == 2  # one Stage II per marketplace
     return result, list(zip(made, used))
 

@@ -1,4 +1,5 @@
-"""HAT (Serra et al. 2018) on the kit's adapters: its equations against brute force, and old tasks kept bit-identical."""
+"""HAT (Serra et al. 2018) on the kit's adapters: its equations against brute force, old tasks kept bit-identical."""
+
 import math
 
 import numpy as np
@@ -85,8 +86,13 @@ def test_a_task_with_a_binary_mask_scores_bit_identically_after_the_next_task(ti
     real_train = method.train
 
     def spy(model, params, marketplace, head, lr, step, **kw):
-        calls.append({"n": sum(p.numel() for g in params for p in g["params"]),
-                      "decay": [g.get("weight_decay") for g in params], "clip": kw["max_grad_norm"]})
+        calls.append(
+            {
+                "n": sum(p.numel() for g in params for p in g["params"]),
+                "decay": [g.get("weight_decay") for g in params],
+                "clip": kw["max_grad_norm"],
+            }
+        )
         return real_train(model, params, marketplace, head, lr, step, **kw)
 
     method.train = spy

@@ -1,4 +1,5 @@
-"""head_init (issue 30): fresh, previous and shared heads, through the runner; methods that cannot take one refuse it."""
+"""head_init (issue 30): fresh, previous and shared heads through the runner; methods that cannot take one refuse."""
+
 from __future__ import annotations
 
 import pytest
@@ -83,7 +84,9 @@ def test_every_method_that_shares_runs_and_resumes_with_one_head(tiny_params, me
     again = METHODS[method](cfg, ctx)
     again.load(tmp_path)  # the checkpoint's structure is rebuilt with the shared head
     model, head = again.model_for("en")
-    assert len(model.heads) == 1 and torch.equal(model.heads[head].weight, trained.model_for("en")[0].heads["en"].weight)
+    assert len(model.heads) == 1 and torch.equal(
+        model.heads[head].weight, trained.model_for("en")[0].heads["en"].weight
+    )
 
 
 @pytest.mark.parametrize("method", PREVIOUS)
@@ -91,8 +94,17 @@ def test_every_method_that_takes_previous_runs(tiny_params, method):
     assert run(_tiny(tiny_params, method, head_init="previous"), show_progress=False).auc_matrix.shape == (2, 2)
 
 
-@pytest.mark.parametrize("method,head_init", [("hat", "shared"), ("b_cl", "shared"), ("ctr", "shared"),
-                                              ("dytox", "previous"), ("independent", "shared"), ("joint", "previous")])
+@pytest.mark.parametrize(
+    "method,head_init",
+    [
+        ("hat", "shared"),
+        ("b_cl", "shared"),
+        ("ctr", "shared"),
+        ("dytox", "previous"),
+        ("independent", "shared"),
+        ("joint", "previous"),
+    ],
+)
 def test_a_method_that_cannot_take_it_is_refused_before_training(tiny_params, method, head_init, monkeypatch):
     monkeypatch.setattr(METHODS[method], "learn", lambda *a: pytest.fail("trained"))
     with pytest.raises(FrkitInputError, match=rf"head_init.*{method!r}"):

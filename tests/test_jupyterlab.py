@@ -5,6 +5,7 @@ The project is a copy of the repository's notebooks in a folder with its own ``p
 ``params/demo.yaml`` on the tiny model and data (conftest.build_notebook_project): the kernels run in
 ``notebooks/`` and must find the project root exactly as a user's do.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,14 +13,19 @@ import time
 from pathlib import Path
 
 import pytest
-
 from browser import ERRORS, FIGURES, browser_or_skip, chromium, jupyterlab, run_all, wait_for
 
 pytestmark = pytest.mark.skipif(browser_or_skip() is not None, reason=str(browser_or_skip()))
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ["01_data_prep.ipynb", "02_train.ipynb", "03_fisher_inspection.ipynb", "04_attention_scores.ipynb",
-             "05_projection_analysis.ipynb", "06_compare.ipynb"]
+NOTEBOOKS = [
+    "01_data_prep.ipynb",
+    "02_train.ipynb",
+    "03_fisher_inspection.ipynb",
+    "04_attention_scores.ipynb",
+    "05_projection_analysis.ipynb",
+    "06_compare.ipynb",
+]
 EXPLORERS = {"03_fisher_inspection.ipynb": "marketplace", "04_attention_scores.ipynb": "marketplace"}
 MIN_HEIGHT = 200  # px: JupyterLab once drew these figures 0-7 px high
 
@@ -41,7 +47,9 @@ def _explorer_figure(driver) -> str:
     return driver.execute_script(
         "const outs = window.jupyterapp.shell.currentWidget.node.querySelectorAll('.widget-output .js-plotly-plot');"
         "if (!outs.length) return null; const p = outs[outs.length - 1];"
-        "return (p.querySelector('.gtitle') || {textContent: ''}).textContent + '|' + p.querySelector('svg.main-svg').innerHTML.length;")
+        "return (p.querySelector('.gtitle') || {textContent: ''}).textContent + '|' + "
+        "p.querySelector('svg.main-svg').innerHTML.length;"
+    )
 
 
 def _change_dropdown(driver, description: str) -> str:
@@ -66,20 +74,29 @@ def test_every_notebook_runs_in_jupyterlab_and_draws_its_figures(lab_project, tm
     seen = {}
     with jupyterlab(lab_project, tmp_path / "lab-settings", tmp_path / "lab.log") as (url, token), chromium() as driver:
         for name in NOTEBOOKS:
-            state = run_all(driver, url, token, f"notebooks/{name}", timeout=float(os.environ.get("FRKIT_RUN_ALL_TIMEOUT", 300)))
+            state = run_all(
+                driver, url, token, f"notebooks/{name}", timeout=float(os.environ.get("FRKIT_RUN_ALL_TIMEOUT", 300))
+            )
             errors = driver.execute_script(ERRORS)
             assert not errors, f"{name}: error outputs after Run All: {errors}"
             figures = driver.execute_script(FIGURES)
             assert figures, f"{name}: no plotly figure drawn"
             flat = [f for f in figures if f["svg"] == 0 or f["height"] <= MIN_HEIGHT]
             assert not flat, f"{name}: figures without a drawn SVG or {MIN_HEIGHT} px: {flat}"
-            seen[name] = {"cells": state["cells"], "figures": len(figures),
-                          "heights": sorted({round(f["height"]) for f in figures})}
+            seen[name] = {
+                "cells": state["cells"],
+                "figures": len(figures),
+                "heights": sorted({round(f["height"]) for f in figures}),
+            }
             if name in EXPLORERS:
                 before = wait_for(driver, f"return ({_explorer_js()})", 60, f"{name}: the explorer's figure")
                 _change_dropdown(driver, EXPLORERS[name])
-                after = wait_for(driver, f"const v = ({_explorer_js()}); return v && v !== {before!r} ? v : null", 60,
-                                 f"{name}: the explorer's figure to change with its dropdown")
+                after = wait_for(
+                    driver,
+                    f"const v = ({_explorer_js()}); return v && v !== {before!r} ? v : null",
+                    60,
+                    f"{name}: the explorer's figure to change with its dropdown",
+                )
                 assert after != before
                 seen[name]["explorer"] = "changed with its dropdown"
             main = driver.find_elements("css selector", ".js-plotly-plot")[0]
@@ -90,7 +107,9 @@ def test_every_notebook_runs_in_jupyterlab_and_draws_its_figures(lab_project, tm
 
 
 def _explorer_js() -> str:
-    return ("(function() { const outs = window.jupyterapp.shell.currentWidget.node.querySelectorAll("
-            "'.widget-output .js-plotly-plot'); if (!outs.length) return null; const p = outs[outs.length - 1];"
-            "const svg = p.querySelector('svg.main-svg'); if (!svg) return null;"
-            "return (p.querySelector('.gtitle') || {textContent: ''}).textContent + '|' + svg.innerHTML.length; })()")
+    return (
+        "(function() { const outs = window.jupyterapp.shell.currentWidget.node.querySelectorAll("
+        "'.widget-output .js-plotly-plot'); if (!outs.length) return null; const p = outs[outs.length - 1];"
+        "const svg = p.querySelector('svg.main-svg'); if (!svg) return null;"
+        "return (p.querySelector('.gtitle') || {textContent: ''}).textContent + '|' + svg.innerHTML.length; })()"
+    )

@@ -3,6 +3,7 @@
 Every ``import`` in every module counts, also those inside functions: an import moved into a function to dodge a
 cycle is still a dependency. Layers, top down; a module may import its own layer (without a cycle) and any below.
 """
+
 from __future__ import annotations
 
 import ast
@@ -15,14 +16,37 @@ ROOT = Path(frkit.__file__).resolve().parent
 LAYERS = [  # top down: (layer name, module prefixes)
     ("cli", ("frkit.cli", "frkit.__main__")),
     ("reports", ("frkit.reports",)),  # beside the stack: read records, never imported by the execution path
-    ("entry", ("frkit.sweep", "frkit.recheck", "frkit.notebook", "frkit.pack", "frkit.reload", "frkit.export",
-               "frkit.score", "frkit.tune")),
+    (
+        "entry",
+        (
+            "frkit.sweep",
+            "frkit.recheck",
+            "frkit.notebook",
+            "frkit.pack",
+            "frkit.reload",
+            "frkit.export",
+            "frkit.score",
+            "frkit.tune",
+        ),
+    ),
     ("runner", ("frkit.runner", "frkit.config")),
     ("methods", ("frkit.methods",)),
     ("train", ("frkit.train",)),
     ("models / data", ("frkit.models", "frkit.data")),
-    ("base", ("frkit.core", "frkit.metrics", "frkit.records", "frkit.distributed", "frkit.atomic", "frkit.paths",
-              "frkit.errors", "frkit.precision", "frkit.tracking")),
+    (
+        "base",
+        (
+            "frkit.core",
+            "frkit.metrics",
+            "frkit.records",
+            "frkit.distributed",
+            "frkit.atomic",
+            "frkit.paths",
+            "frkit.errors",
+            "frkit.precision",
+            "frkit.tracking",
+        ),
+    ),
 ]
 
 
@@ -80,7 +104,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         stack.pop()
@@ -104,8 +128,12 @@ def test_no_import_cycle():
 
 
 def test_no_import_from_a_lower_layer_up():
-    upward = [f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
-              for a, targets in sorted(graph().items()) for b in sorted(targets) if layer_of(b) < layer_of(a)]
+    upward = [
+        f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
+        for a, targets in sorted(graph().items())
+        for b in sorted(targets)
+        if layer_of(b) < layer_of(a)
+    ]
     assert not upward, "imports that run up the layers:\n" + "\n".join(upward)
 
 

@@ -1,5 +1,6 @@
 """LoRA inference-time merging (FR-LoRA Table 1): the merged adapter's Delta W against the single adapters' Delta W
 combined by hand, the method's steps, and its bad options."""
+
 import pytest
 import torch
 
@@ -26,7 +27,9 @@ def _three_random_loras(method, alphas=(4.0, 8.0, 2.0)):
     """Three LoRAs of rank 2 with random A and B and different alphas (so scaling s_i differs per adapter)."""
     g = torch.Generator().manual_seed(0)
     for name, alpha in zip(NAMES, alphas):
-        method.model.encoder = add_adapter(method.model.encoder, name, lora_config(2, alpha, 0.0, ["query", "key", "value"]))
+        method.model.encoder = add_adapter(
+            method.model.encoder, name, lora_config(2, alpha, 0.0, ["query", "key", "value"])
+        )
         with torch.no_grad():
             for a, b in lora_factors(method.model.encoder, name).values():
                 a.copy_(torch.randn(a.shape, generator=g))
@@ -121,14 +124,17 @@ def test_each_marketplace_trains_its_own_lora_then_all_are_merged_and_score(tiny
     assert method.trainable_params == 2 * 3 * (2 * 32 + 32 * 2) + (32 * 2 + 2)
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (dict(method="lora_merge_svd", lora_rank=2, merge_svd_rank=3), "merge_svd_rank"),
-    (dict(method="lora_merge_svd", merge_svd_rank=0), "merge_svd_rank"),
-    (dict(method="lora_merge_linear", merge_weights=[0.5, -0.1, 0.5]), "merge_weights.1"),
-    (dict(method="lora_merge_linear", merge_weights=[0.5, 0.5]), "merge_weights"),
-    (dict(method="lora_merge_cat", merge_weights=[]), "merge_weights"),
-    (dict(method="lora_merge_cat", marketplaces=["en", "merged"]), "marketplaces"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (dict(method="lora_merge_svd", lora_rank=2, merge_svd_rank=3), "merge_svd_rank"),
+        (dict(method="lora_merge_svd", merge_svd_rank=0), "merge_svd_rank"),
+        (dict(method="lora_merge_linear", merge_weights=[0.5, -0.1, 0.5]), "merge_weights.1"),
+        (dict(method="lora_merge_linear", merge_weights=[0.5, 0.5]), "merge_weights"),
+        (dict(method="lora_merge_cat", merge_weights=[]), "merge_weights"),
+        (dict(method="lora_merge_cat", marketplaces=["en", "merged"]), "marketplaces"),
+    ],
+)
 def test_bad_options_fail_before_training_naming_the_key(tiny_params, overrides, key):
     with pytest.raises(FrkitInputError, match=rf"key '{key}'"):
         make_config(tiny_params(**overrides))

@@ -1,4 +1,5 @@
 """LoRA Sequential Stacking (FR-LoRA Table 1): O-LoRA's adapters and training without the orthogonality term."""
+
 import torch
 from transformers import set_seed
 
@@ -27,7 +28,9 @@ def test_o_lora_is_stacking_plus_its_loss_terms():
 def test_older_loras_are_unchanged_and_active_while_a_new_one_trains(tiny_params):
     method, ms = _method(tiny_params, "lora_stacking")
     method.learn(0, ms[0], ms[:1])
-    before = {k: (a.detach().clone(), b.detach().clone()) for k, (a, b) in lora_factors(method.model.encoder, "en").items()}
+    before = {
+        k: (a.detach().clone(), b.detach().clone()) for k, (a, b) in lora_factors(method.model.encoder, "en").items()
+    }
 
     active_during_training = []
     real_loss = method.loss

@@ -1,13 +1,13 @@
-"""A marketplace's merged adapter gives the same logits as the unmerged one (zero extra latency, no change in output)."""
+"""A marketplace's merged adapter gives the same logits as the unmerged one (zero extra latency, same output)."""
+
 import pytest
 import torch
+from conftest import tiny_bert_config
+from transformers import BertModel
 
 from frkit.models.cross_encoder import CrossEncoder
 from frkit.models.merge import merged_cross_encoder
 from frkit.models.peft_adapters import add_adapter, lora_config
-from transformers import BertModel
-
-from conftest import tiny_bert_config
 
 
 @pytest.mark.parametrize("use_dora", [False, True])

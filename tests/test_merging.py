@@ -1,4 +1,5 @@
 """MagMax (FR-LoRA Table 1's merging baseline): the merge against a brute-force loop, and the method's scoring model."""
+
 import pytest
 import torch
 

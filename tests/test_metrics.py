@@ -1,18 +1,20 @@
 """Metrics against matrices computed by hand."""
+
 import math
 
 import numpy as np
 import pytest
 
-from frkit.metrics import (average_auc, backward_transfer, forgetting, forward_transfer, relative_table,
-                           summarize)
+from frkit.metrics import average_auc, backward_transfer, forgetting, forward_transfer, relative_table, summarize
 
 # rows: after step k; columns: marketplace t
-R = np.array([
-    [0.80, 0.60, 0.55],
-    [0.70, 0.85, 0.65],
-    [0.75, 0.80, 0.90],
-])
+R = np.array(
+    [
+        [0.80, 0.60, 0.55],
+        [0.70, 0.85, 0.65],
+        [0.75, 0.80, 0.90],
+    ]
+)
 
 
 def test_average_is_mean_of_last_row():

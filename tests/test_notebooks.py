@@ -3,17 +3,23 @@ project on the tiny model and data, rendered to a self-contained HTML report; th
 
 Each notebook runs once per session (``rendered``); the JupyterLab test then reuses the finished run folders.
 """
+
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
-
 from browser import browser_or_skip, chromium, wait_for
 from conftest import run_notebook_bounded
 
-NOTEBOOKS = ["01_data_prep.ipynb", "02_train.ipynb", "03_fisher_inspection.ipynb", "04_attention_scores.ipynb",
-             "05_projection_analysis.ipynb", "06_compare.ipynb"]
+NOTEBOOKS = [
+    "01_data_prep.ipynb",
+    "02_train.ipynb",
+    "03_fisher_inspection.ipynb",
+    "04_attention_scores.ipynb",
+    "05_projection_analysis.ipynb",
+    "06_compare.ipynb",
+]
 MIN_HEIGHT = 200  # px
 _REPORTS: dict[str, tuple[Path, Path]] = {}
 
@@ -21,6 +27,7 @@ _REPORTS: dict[str, tuple[Path, Path]] = {}
 @pytest.fixture
 def rendered(notebook_project, tmp_path_factory):
     """(executed notebook, HTML report) of a notebook, run as committed once per session."""
+
     def render(name: str) -> tuple[Path, Path]:
         if name not in _REPORTS:
             out = tmp_path_factory.mktemp("reports")
@@ -34,7 +41,9 @@ def rendered(notebook_project, tmp_path_factory):
 def test_notebook_runs_headless_and_renders(name, rendered, notebook_project):
     out_nb, html = rendered(name)
     nb = nbformat.read(out_nb, as_version=4)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
     assert not errors, [f"{e['ename']}: {e['evalue']}" for e in errors]
     text = html.read_text()
     assert not re.search(r"<script[^>]*\ssrc=[\"']https?://", text)  # opens offline: no script from a CDN
@@ -51,9 +60,14 @@ def test_static_report_draws_every_figure_in_chromium(name, rendered):
     _, html = rendered(name)
     with chromium() as driver:
         driver.get(html.as_uri())
-        figures = wait_for(driver, "const f = Array.from(document.querySelectorAll('.plotly-graph-div')).map(p => "
-                                   "({height: p.getBoundingClientRect().height, svg: p.querySelectorAll('svg.main-svg').length}));"
-                                   "return f.length && f.every(x => x.svg > 0) ? f : null", 60, f"{name}'s report figures")
+        figures = wait_for(
+            driver,
+            "const f = Array.from(document.querySelectorAll('.plotly-graph-div')).map(p => "
+            "({height: p.getBoundingClientRect().height, svg: p.querySelectorAll('svg.main-svg').length}));"
+            "return f.length && f.every(x => x.svg > 0) ? f : null",
+            60,
+            f"{name}'s report figures",
+        )
     assert all(f["height"] > MIN_HEIGHT for f in figures), figures
 
 
@@ -75,9 +89,13 @@ def test_report_can_share_one_plotly_js_file_and_still_draws(rendered, tmp_path)
         pytest.skip(str(browser_or_skip()))
     with chromium() as driver:
         driver.get(html.as_uri())
-        figures = wait_for(driver, "const f = Array.from(document.querySelectorAll('.plotly-graph-div')).map(p => "
-                                   "p.querySelectorAll('svg.main-svg').length); return f.length && f.every(x => x > 0) ? f : null",
-                           60, "the shared-plotly.js report's figures")
+        figures = wait_for(
+            driver,
+            "const f = Array.from(document.querySelectorAll('.plotly-graph-div')).map(p => "
+            "p.querySelectorAll('svg.main-svg').length); return f.length && f.every(x => x > 0) ? f : null",
+            60,
+            "the shared-plotly.js report's figures",
+        )
     assert figures
 
 
@@ -111,9 +129,15 @@ def test_the_cards_command_sets_beta_without_unknown_parameter_warnings(notebook
 
     notebook = notebook_project / "notebooks" / "02_train.ipynb"
     with caplog.at_level(logging.WARNING, logger="papermill"):
-        pm.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), cwd=str(notebook.parent), progress_bar=False,
-                            start_timeout=300, execution_timeout=240,
-                            parameters={"beta": 1e-4, "method": "fr_lora", "run_name": "beta_1e-4", "lora_rank": 3})
+        pm.execute_notebook(
+            str(notebook),
+            str(tmp_path / "out.ipynb"),
+            cwd=str(notebook.parent),
+            progress_bar=False,
+            start_timeout=300,
+            execution_timeout=240,
+            parameters={"beta": 1e-4, "method": "fr_lora", "run_name": "beta_1e-4", "lora_rank": 3},
+        )
     unknown = [r.getMessage() for r in caplog.records if "Passed unknown parameter" in r.getMessage()]
     assert unknown == ["Passed unknown parameter: lora_rank"], unknown
     saved = yaml.safe_load((notebook_project / "outputs" / "beta_1e-4" / "params.yaml").read_text())

@@ -1,4 +1,5 @@
 """O-LoRA (FR-LoRA Table 1): the orthogonality term against a brute-force sum, and the method's adapters."""
+
 import pytest
 import torch
 
@@ -43,7 +44,9 @@ def test_o_lora_trains_only_the_new_adapter_with_the_older_ones_active(tiny_para
     ctx = MethodContext(cfg, cfg.model_name_or_path, load_tokenizer(cfg.model_name_or_path), show_progress=False)
     method = METHODS["o_lora"](cfg, ctx)
     method.learn(0, ms[0], ms[:1])
-    en_before = {k: (a.detach().clone(), b.detach().clone()) for k, (a, b) in lora_factors(method.model.encoder, "en").items()}
+    en_before = {
+        k: (a.detach().clone(), b.detach().clone()) for k, (a, b) in lora_factors(method.model.encoder, "en").items()
+    }
     orth_calls = []
     import frkit.methods.o_lora as o_lora_module
 
@@ -61,6 +64,8 @@ def test_o_lora_trains_only_the_new_adapter_with_the_older_ones_active(tiny_para
     assert en_after.keys() == en_before.keys()
     for k, (a, b) in en_after.items():  # older LoRA frozen: both of its factors
         assert torch.equal(en_before[k][0], a) and torch.equal(en_before[k][1], b), k
-    assert any(b.abs().sum() > 0 for _, b in en_after.values())  # B of en was trained in step 1 (not still its zero init)
+    assert any(
+        b.abs().sum() > 0 for _, b in en_after.values()
+    )  # B of en was trained in step 1 (not still its zero init)
     model, head = method.model_for("en")
     assert head == "en" and sorted(model.encoder.base_model.active_adapters) == ["en", "es"]

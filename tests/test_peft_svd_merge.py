@@ -7,6 +7,7 @@ test builds a one-layer model, merges two adapters with ``add_weighted_adapter(c
 the merged Delta W with a brute-force SVD of sum w_i s_i B_i A_i computed here from the factors and the configs. It
 also runs the same merge with the double scaling patched in, to show that the comparison catches it.
 """
+
 import torch
 from peft import LoraConfig, get_peft_model
 
@@ -85,4 +86,3 @@ def test_installed_peft_is_in_the_pinned_range():
     from packaging.version import Version
 
     assert Version("0.21") <= Version(peft.__version__) < Version("0.23"), peft.__version__
-

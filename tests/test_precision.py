@@ -1,4 +1,5 @@
 """Precision: bf16 only where the hardware has it (detected), and the papers' math in fp32 under any autocast."""
+
 import warnings
 
 import numpy as np
@@ -32,7 +33,9 @@ def test_auto_follows_the_cpu_flags(fast_bf16_cpu):
 
 def test_forced_bf16_without_support_fails_saying_why(plain_cpu):
     assert precision.resolve_precision("auto", "cpu") == "fp32"
-    with pytest.raises(FrkitInputError, match=r"key 'precision': bf16 was asked for, but .* neither AMX-BF16 nor AVX512-BF16"):
+    with pytest.raises(
+        FrkitInputError, match=r"key 'precision': bf16 was asked for, but .* neither AMX-BF16 nor AVX512-BF16"
+    ):
         precision.resolve_precision("bf16", "cpu")
 
 

@@ -1,14 +1,15 @@
 """Progressive Prefix (Progressive Prompts with per-layer key/value prefixes): one prefix is peft's prefix tuning,
 several are their concatenation, the mask covers them, older prefixes never change, bad options name their key."""
+
 import copy
 
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_bert_config
 from peft import get_peft_model
 from transformers import BertModel, set_seed
 
-from conftest import tiny_bert_config
 from frkit.config import make_config
 from frkit.errors import FrkitInputError
 from frkit.methods import METHODS
@@ -62,7 +63,9 @@ def test_one_prefix_gives_peft_prefix_tuning_logits_on_the_same_weights(attn, pr
         ours.prefixes["en"].fold()  # the MLP replaced by its table: same logits
         torch.testing.assert_close(b(ids, mask, head="en"), expected, atol=1e-5, rtol=0)
         ours.active = []  # no prefix: the plain base model
-        torch.testing.assert_close(ours(ids, mask).last_hidden_state, bert(input_ids=ids, attention_mask=mask).last_hidden_state)
+        torch.testing.assert_close(
+            ours(ids, mask).last_hidden_state, bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        )
 
 
 def test_several_prefixes_are_peft_prefix_tuning_with_their_concatenation():
@@ -150,10 +153,13 @@ def test_older_prefixes_are_unchanged_and_concatenated_while_a_new_one_trains(ti
     assert method.trainable_params == prefix + 32 * 2 + 2
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (dict(prefix_tokens=0), "prefix_tokens"),
-    (dict(prefix_projection_hidden=0), "prefix_projection_hidden"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (dict(prefix_tokens=0), "prefix_tokens"),
+        (dict(prefix_projection_hidden=0), "prefix_projection_hidden"),
+    ],
+)
 def test_bad_options_fail_before_training_naming_the_key(tiny_params, overrides, key):
     with pytest.raises(FrkitInputError, match=rf"key '{key}'"):
         make_config(tiny_params(method="progressive_prefix", **overrides))

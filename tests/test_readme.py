@@ -1,4 +1,5 @@
 """The README's results blocks are what the committed results give: rebuilt here from results/ and compared."""
+
 import re
 from pathlib import Path
 
@@ -9,8 +10,11 @@ from frkit.reports.readme_block import readme_section
 from frkit.sweep import load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
-BLOCK = re.compile(r"<!-- frkit:results (\S+) begin: written by `frkit sweep (\S+) --summary-only --readme README.md` -->\n"
-                   r"(.*?)\n?<!-- frkit:results \1 end -->", re.S)
+BLOCK = re.compile(
+    r"<!-- frkit:results (\S+) begin: written by `frkit sweep (\S+) --summary-only --readme README.md` -->\n"
+    r"(.*?)\n?<!-- frkit:results \1 end -->",
+    re.S,
+)
 
 
 def blocks():
@@ -28,4 +32,5 @@ def test_readme_results_block_matches_the_committed_results(name, sweep_file, te
     assert sweep.name == name
     expected = readme_section(sweep, collect(sweep))
     assert text.strip() == expected.strip(), (
-        f"README block {name} differs from results/: run `frkit sweep {sweep_file} --summary-only --readme README.md`")
+        f"README block {name} differs from results/: run `frkit sweep {sweep_file} --summary-only --readme README.md`"
+    )

@@ -1,5 +1,6 @@
 """`frkit recheck`: a finished run trained again from its own files gives its AUC matrix back, and a result that
 does not match its params is caught, naming the folder and by how much."""
+
 import json
 import re
 import shutil
@@ -16,8 +17,10 @@ from frkit.runner import run
 
 def finished_run(tiny_params, tmp_path):
     """A finished tiny run copied out as a results folder holds it (params, metrics, progress, environment)."""
-    result = run(make_config(tiny_params(method="sequential", epochs=1, precision="fp32", run_name="x/seed0")),
-                 show_progress=False)
+    result = run(
+        make_config(tiny_params(method="sequential", epochs=1, precision="fp32", run_name="x/seed0")),
+        show_progress=False,
+    )
     folder = tmp_path / "results" / "seed0"
     folder.mkdir(parents=True)
     for name in ("params.yaml", "metrics.json", "progress.json", "environment.json", "auc_matrix.csv"):
@@ -60,11 +63,14 @@ def test_recheck_names_what_is_missing_or_ambiguous_before_training(tiny_params,
     assert "no metrics.json" in capsys.readouterr().err
     (folder / "metrics.json").write_text(json.dumps({"auc_matrix": [[0.5] * 3] * 3}))
     step = {"marketplace": "en", "auc_row": [0.5] * 3}  # a finished step as progress.json records it
-    (folder / "progress.json").write_text(json.dumps({"steps": [{**step, "step": 0, "precision": "bf16"},
-                                                                {**step, "step": 1, "precision": "fp32"}]}))
+    (folder / "progress.json").write_text(
+        json.dumps({"steps": [{**step, "step": 0, "precision": "bf16"}, {**step, "step": 1, "precision": "fp32"}]})
+    )
     assert main(["recheck", str(folder), "-o", str(again)]) == 2
     assert "different precisions" in capsys.readouterr().err
-    (folder / "progress.json").write_text(json.dumps({"steps": [{**step, "step": i, "precision": "fp32"} for i in range(3)]}))
+    (folder / "progress.json").write_text(
+        json.dumps({"steps": [{**step, "step": i, "precision": "fp32"} for i in range(3)]})
+    )
     (folder / "metrics.json").write_text(json.dumps({"auc_matrix": [[0.5, 0.5], [0.5]]}))  # ragged
     assert main(["recheck", str(folder), "-o", str(again)]) == 2
     assert "metrics.json" in capsys.readouterr().err

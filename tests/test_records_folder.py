@@ -1,5 +1,6 @@
 """The run folder (frkit/records/folder.py): an output_dir that cannot be made or written is refused before any data
 or model is read (issue 31, item 7); a refused run leaves no folder behind; the records sit below the data layer."""
+
 from __future__ import annotations
 
 import sys
@@ -26,8 +27,9 @@ def no_data_or_model(monkeypatch):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
-def test_output_dir_on_a_virtual_file_system_is_refused_before_the_model_loads(tiny_params, no_data_or_model,
-                                                                              tmp_path, capsys):
+def test_output_dir_on_a_virtual_file_system_is_refused_before_the_model_loads(
+    tiny_params, no_data_or_model, tmp_path, capsys
+):
     """/proc accepts no new folder, even from root, although os.access calls it writable: today's message was
     "unexpected error FileNotFoundError" after the model had loaded."""
     from frkit.cli import main

@@ -3,6 +3,7 @@
 A second process on a folder that a live process holds is refused at once, naming the folder, the pid and the host;
 the lock of a dead process is taken over with a one-line warning; a run drops its lock when it ends, however it ends.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _dead_pid() -> int:
     """The pid of a process that has run and ended (and been reaped)."""
-    out = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     return int(out.stdout)
 
 
@@ -37,12 +39,15 @@ def _write_lock(folder: Path, **holder) -> None:
 def test_a_second_process_on_a_held_folder_is_refused_naming_folder_pid_and_host(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
-    code = ("import sys\nfrom frkit.errors import FrkitInputError\nfrom frkit.records.lock import lock_run_folder\n"
-            "try:\n    lock_run_folder(sys.argv[1])\nexcept FrkitInputError as err:\n    print(err)\n    sys.exit(3)\n")
+    code = (
+        "import sys\nfrom frkit.errors import FrkitInputError\nfrom frkit.records.lock import lock_run_folder\n"
+        "try:\n    lock_run_folder(sys.argv[1])\nexcept FrkitInputError as err:\n    print(err)\n    sys.exit(3)\n"
+    )
     with lock_run_folder(folder) as lock:
         assert lock.held and json.loads((folder / LOCK).read_text())["pid"] == os.getpid()
-        out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, cwd=REPO,
-                             timeout=300)
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(folder)], capture_output=True, text=True, cwd=REPO, timeout=300
+        )
         assert out.returncode == 3, out.stderr
         assert str(folder) in out.stdout and f"process {os.getpid()}" in out.stdout, out.stdout
         assert socket.gethostname() in out.stdout
@@ -50,8 +55,9 @@ def test_a_second_process_on_a_held_folder_is_refused_naming_folder_pid_and_host
     assert not (folder / LOCK).exists()  # released on leaving the block
 
 
-def test_frkit_run_on_a_folder_another_live_process_holds_is_refused_at_once(tiny_params, tmp_path, capsys,
-                                                                             monkeypatch):
+def test_frkit_run_on_a_folder_another_live_process_holds_is_refused_at_once(
+    tiny_params, tmp_path, capsys, monkeypatch
+):
     """A real ``frkit run`` against a folder held by a live process (here: a child that sleeps holding it): refused
     before any data or model is read."""
     import frkit.runner
@@ -63,9 +69,18 @@ def test_frkit_run_on_a_folder_another_live_process_holds_is_refused_at_once(tin
     params = tiny_params(method="sequential", run_name="r", marketplaces=["en"])
     run_dir = Path(params["output_dir"]) / "r"
     run_dir.mkdir(parents=True)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom frkit.records.lock import lock_run_folder"
-                               "\nlock_run_folder(sys.argv[1])\nprint('held', flush=True)\ntime.sleep(600)",
-                               str(run_dir)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom frkit.records.lock import lock_run_folder"
+            "\nlock_run_folder(sys.argv[1])\nprint('held', flush=True)\ntime.sleep(600)",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         pfile = tmp_path / "params.yaml"

@@ -1,5 +1,6 @@
 """``params_changes``: the one rule by which resume, sweep and recheck compare a run's saved parameters with the ones
 asked for now (frkit/records/params.py)."""
+
 from __future__ import annotations
 
 from frkit.records import LEGACY_VALUES, RESUME_FREE_KEYS, describe_changes, params_changes, with_legacy_values
@@ -25,8 +26,9 @@ def test_a_changed_value_is_named_with_both_values_in_key_order():
 def test_a_key_on_one_side_only_is_a_change():
     assert params_changes({"lr": 1}, now(lr=1, new="x")) == {"new": (None, "x")}
     assert params_changes({"lr": 1, "gone": 3}, now(lr=1)) == {"gone": (3, None)}
-    assert params_changes({"lr": 1}, {"lr": 1}) == {k: (v, None) for k, v in sorted(LEGACY_VALUES.items())
-                                                    if v is not None}
+    assert params_changes({"lr": 1}, {"lr": 1}) == {
+        k: (v, None) for k, v in sorted(LEGACY_VALUES.items()) if v is not None
+    }
     assert describe_changes({"new": (None, "x")}) == "new: None -> 'x'"
 
 
@@ -53,12 +55,16 @@ def test_a_legacy_value_wins_over_the_default_for_a_key_the_saved_params_lack():
     defaults = {"parallel_pairs": "disjoint", "length_batching": True, "lr": 0.001}
     old_run = {"lr": 0.001}  # made before parallel_pairs and length_batching existed
     now_default = now(lr=0.001, parallel_pairs="disjoint", length_batching=True)
-    assert params_changes(old_run, now_default, defaults) == {"length_batching": (False, True),
-                                                              "parallel_pairs": ("shared", "disjoint")}
+    assert params_changes(old_run, now_default, defaults) == {
+        "length_batching": (False, True),
+        "parallel_pairs": ("shared", "disjoint"),
+    }
     assert params_changes(old_run, now(lr=0.001), defaults) == {}
     # recorded: the saved value counts, not the legacy one
-    assert params_changes({**old_run, "parallel_pairs": "disjoint"}, now(lr=0.001, parallel_pairs="disjoint"),
-                          defaults) == {}
+    assert (
+        params_changes({**old_run, "parallel_pairs": "disjoint"}, now(lr=0.001, parallel_pairs="disjoint"), defaults)
+        == {}
+    )
 
 
 def test_with_legacy_values_fills_only_missing_keys():
@@ -78,5 +84,4 @@ def test_run_folder_check_uses_the_same_rule(tmp_path):
     folder = RunFolder(tmp_path)
     folder.check(now(lr=0.001, seed=0, run_name="b"), resume=True)
     with pytest.raises(FrkitInputError, match=r"other parameters \(lr: 0\.001 -> 0\.5, weight_decay: 0\.01 -> 0\.2\)"):
-        folder.check(now(lr=0.5, seed=0, weight_decay=0.2), resume=True,
-                     defaults={"weight_decay": 0.01})
+        folder.check(now(lr=0.5, seed=0, weight_decay=0.2), resume=True, defaults={"weight_decay": 0.01})

@@ -1,5 +1,6 @@
 """Experience Replay: the buffer's size (a fraction, or the old count) and balance, and replayed batches train the
 encoder with their own head."""
+
 import json
 import math
 

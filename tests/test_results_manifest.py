@@ -2,6 +2,7 @@
 summary (``collect``: ``frkit sweep --summary-only``, notebook 06, tests/test_readme.py) refuses a run whose files no
 longer match it, or that has none, naming the run and the file. A deliberate change is blessed by exporting the run
 again or by ``frkit sweep FILE --write-manifests``."""
+
 import json
 import shutil
 from pathlib import Path
@@ -25,9 +26,17 @@ def tiny_results(tmp_path: Path, tiny_params) -> Path:
     """A sweep file of one row, two seeds, whose results folder is written by hand (with manifests)."""
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_params()))
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump({"base": "base.yaml", "name": "fx", "seeds": [0, 1],
-                                    "results": str(tmp_path / "results"),
-                                    "runs": {"fr_lora": {"method": "sequential"}}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "base": "base.yaml",
+                "name": "fx",
+                "seeds": [0, 1],
+                "results": str(tmp_path / "results"),
+                "runs": {"fr_lora": {"method": "sequential"}},
+            }
+        )
+    )
     for seed, finals in FINALS.items():
         write_result(tmp_path / "results", "fr_lora", seed, dict(zip(["en", "es", "ja"], finals)))
     return path
@@ -43,8 +52,11 @@ def test_a_hand_edited_metrics_file_is_refused_naming_the_run_and_the_file(tmp_p
     assert len(collect(load_sweep(path)).runs) == 2
     folder = tmp_path / "results" / "fr_lora" / ORDER / "seed1"
     hand_edit_metrics(folder)
-    with pytest.raises(FrkitInputError, match=r"results of fr_lora \[en-es-ja\] seed 1 in .*seed1 do not match their "
-                                              r"checksums\.json: .*seed1/metrics\.json"):
+    with pytest.raises(
+        FrkitInputError,
+        match=r"results of fr_lora \[en-es-ja\] seed 1 in .*seed1 do not match their "
+        r"checksums\.json: .*seed1/metrics\.json",
+    ):
         collect(load_sweep(path))
     summary = tmp_path / "results" / "summary.md"
     assert main(["sweep", str(path), "--summary-only"]) == 2
@@ -62,8 +74,11 @@ def test_a_hand_edited_metrics_file_is_refused_naming_the_run_and_the_file(tmp_p
 def test_a_run_folder_without_a_manifest_is_refused_with_the_command_that_writes_one(tmp_path, tiny_params):
     path = tiny_results(tmp_path, tiny_params)
     (tmp_path / "results" / "fr_lora" / ORDER / "seed0" / MANIFEST).unlink()
-    with pytest.raises(FrkitInputError, match=r"results of fr_lora \[en-es-ja\] seed 0 .*no checksums\.json.*"
-                                              r"`frkit sweep .*sweep\.yaml --write-manifests`"):
+    with pytest.raises(
+        FrkitInputError,
+        match=r"results of fr_lora \[en-es-ja\] seed 0 .*no checksums\.json.*"
+        r"`frkit sweep .*sweep\.yaml --write-manifests`",
+    ):
         collect(load_sweep(path))
 
 
@@ -95,6 +110,7 @@ def test_exporting_a_run_again_writes_its_manifest_anew(tmp_path, tiny_params):
 def test_every_committed_run_carries_a_manifest_that_matches(sweep):
     folders = sorted(p.parent for p in (ROOT / "results" / sweep).glob("*/*/seed*/metrics.json"))
     assert folders
-    problems = [f"{f}: {verify(f) or 'no checksums.json'}" for f in folders
-                if not (f / MANIFEST).is_file() or verify(f)]
+    problems = [
+        f"{f}: {verify(f) or 'no checksums.json'}" for f in folders if not (f / MANIFEST).is_file() or verify(f)
+    ]
     assert not problems, "\n".join(problems[:5])

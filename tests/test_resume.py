@@ -1,4 +1,5 @@
 """A run stopped during marketplace k resumes from k and ends with the same metrics as an uninterrupted run."""
+
 import json
 import os
 import signal
@@ -19,8 +20,26 @@ class Stop(KeyboardInterrupt):
     pass
 
 
-@pytest.mark.parametrize("method", ["sequential", "lora", "replay", "magmax", "opcm", "o_lora", "hat", "dytox", "b_cl", "ctr",
-                                    "lora_stacking", "lora_merge_svd", "lora_merge_linear", "prefix", "progressive_prefix"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "sequential",
+        "lora",
+        "replay",
+        "magmax",
+        "opcm",
+        "o_lora",
+        "hat",
+        "dytox",
+        "b_cl",
+        "ctr",
+        "lora_stacking",
+        "lora_merge_svd",
+        "lora_merge_linear",
+        "prefix",
+        "progressive_prefix",
+    ],
+)
 def test_stop_in_the_middle_of_a_marketplace_then_resume(method, tiny_params, monkeypatch):
     reference = run(make_config(tiny_params(method=method, run_name="ref")), show_progress=False)
 
@@ -37,13 +56,17 @@ def test_stop_in_the_middle_of_a_marketplace_then_resume(method, tiny_params, mo
                     inner(step, loss)
                 if step == 2:
                     raise Stop()
+
             kwargs["on_step"] = on_step
         return real_fit(*args, **kwargs)
 
     # every method trains through Method.train (frkit/methods/base.py), mixed memory batches too: no method file
     # calls the loop itself
-    assert not [n for n, m in list(sys.modules.items())
-                if n.startswith("frkit.methods.") and m is not base and getattr(m, "fit", None) is real_fit]
+    assert not [
+        n
+        for n, m in list(sys.modules.items())
+        if n.startswith("frkit.methods.") and m is not base and getattr(m, "fit", None) is real_fit
+    ]
     monkeypatch.setattr(base, "fit", fit_that_stops)
     cfg = make_config(tiny_params(method=method, run_name="stopped"))
     with pytest.raises(Stop):
@@ -67,9 +90,14 @@ def test_killed_process_resumes_to_the_same_bytes(method, tiny_params, tmp_path)
     pfile = tmp_path / "p.yaml"
     pfile.write_text(yaml.safe_dump(params))
     repo = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen([sys.executable, "-m", "frkit", "run", str(pfile)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, cwd=repo,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(repo)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "frkit", "run", str(pfile)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=repo,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(repo)},
+    )
     mid = f"{method}:es epoch 1/3:"  # the loop's log line after the first epoch of es
     seen = []
     try:
@@ -94,8 +122,10 @@ def test_changed_parameters_refuse_to_resume(tiny_params):
 
     run(make_config(tiny_params(method="independent", run_name="r", marketplaces=["en", "es"])), show_progress=False)
     with pytest.raises(FrkitInputError, match=r"other parameters.*lr"):
-        run(make_config(tiny_params(method="independent", run_name="r", marketplaces=["en", "es"], lr=0.5)),
-            show_progress=False)
+        run(
+            make_config(tiny_params(method="independent", run_name="r", marketplaces=["en", "es"], lr=0.5)),
+            show_progress=False,
+        )
 
 
 def test_a_key_added_since_the_run_started_resumes_at_its_default(tiny_params):
@@ -112,5 +142,7 @@ def test_a_key_added_since_the_run_started_resumes_at_its_default(tiny_params):
     saved.write_text(yaml.safe_dump(old, sort_keys=False))
     assert run(cfg, show_progress=False).metrics["average_auc"] > 0  # resumed: default value
     with pytest.raises(FrkitInputError, match=r"other parameters \(weight_decay: 0\.01 -> 0\.5\)"):
-        run(make_config(tiny_params(method="independent", run_name="r", marketplaces=["en", "es"], weight_decay=0.5)),
-            show_progress=False)
+        run(
+            make_config(tiny_params(method="independent", run_name="r", marketplaces=["en", "es"], weight_decay=0.5)),
+            show_progress=False,
+        )

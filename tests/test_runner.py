@@ -1,4 +1,5 @@
 """Every registered method end to end through the runner, on the tiny model and data."""
+
 import json
 
 import numpy as np
@@ -60,7 +61,7 @@ def _base_view(encoder) -> dict:
     for name, tensor in encoder.state_dict().items():
         for prefix in ("base_model.model.", "base_model."):
             if name.startswith(prefix):
-                name = name[len(prefix):]
+                name = name[len(prefix) :]
                 break
         out[name.replace(".base_layer.", ".")] = tensor
     return out

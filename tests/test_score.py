@@ -1,4 +1,5 @@
 """frkit score: a pairs file scored with an exported folder or a run's marketplace (issue 32, item 2)."""
+
 from __future__ import annotations
 
 import json
@@ -19,10 +20,27 @@ from frkit.score import read_pairs, score_file
 def exported(tmp_path_factory, tiny_model_dir, tiny_pawsx):
     """One tiny LoRA run (fp32) and its es model exported: shared by the tests of this file."""
     root = tmp_path_factory.mktemp("score")
-    params = dict(run_name="lora", output_dir=str(root / "outputs"), seed=0, data_source="pawsx",
-                  data_path=str(tiny_pawsx), marketplaces=["en", "es"], model_name_or_path=str(tiny_model_dir),
-                  trim_vocab=False, max_length=32, epochs=1, batch_size=8, eval_batch_size=32, patience=1, lr=1e-3,
-                  adapter_lr=1e-2, lora_rank=2, lora_alpha=4, method="lora", precision="fp32")
+    params = dict(
+        run_name="lora",
+        output_dir=str(root / "outputs"),
+        seed=0,
+        data_source="pawsx",
+        data_path=str(tiny_pawsx),
+        marketplaces=["en", "es"],
+        model_name_or_path=str(tiny_model_dir),
+        trim_vocab=False,
+        max_length=32,
+        epochs=1,
+        batch_size=8,
+        eval_batch_size=32,
+        patience=1,
+        lr=1e-3,
+        adapter_lr=1e-2,
+        lora_rank=2,
+        lora_alpha=4,
+        method="lora",
+        precision="fp32",
+    )
     result = run(make_config(params), show_progress=False)
     export(result.run_dir, "es", root / "model")
     return result.run_dir, root / "model"
@@ -66,8 +84,24 @@ def test_scores_every_format_in_file_order(tmp_path, exported, suffix):
     else:
         frame.to_json(file, orient="records", lines=True)
     out = tmp_path / "scores.csv"
-    assert main(["score", str(model_dir), str(file), "-o", str(out), "--columns", *COLUMNS, "--batch-size", "4",
-                 "--precision", "fp32"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(model_dir),
+                str(file),
+                "-o",
+                str(out),
+                "--columns",
+                *COLUMNS,
+                "--batch-size",
+                "4",
+                "--precision",
+                "fp32",
+            ]
+        )
+        == 0
+    )
     got = pd.read_csv(out, dtype={"id": str})
     assert list(got.columns) == ["id", "score", "label"]
     assert got["id"].tolist() == frame["qid"].tolist()
@@ -87,8 +121,9 @@ def test_a_run_and_its_export_score_alike_and_no_label_column_without_labels(tmp
 
 
 def test_bf16_scores_stay_close_where_the_machine_runs_bf16(tmp_path, exported):
-    from frkit.precision import bf16_support
     import torch
+
+    from frkit.precision import bf16_support
 
     if not bf16_support(torch.device("cpu"))[0]:
         pytest.skip("this CPU has no fast bf16 (AVX512-BF16 / AMX)")
@@ -106,18 +141,40 @@ def write_csv(path, rows):
     return path
 
 
-@pytest.mark.parametrize("rows, columns, match", [
-    ([{"qid": "1", "query": "es1", "rel": 1}], COLUMNS, r"missing column\(s\) \['title'\]"),
-    ([{"qid": "1", "query": "es1", "title": "es2", "rel": 1}, {"qid": "2", "query": "es1", "title": "  ", "rel": 0}],
-     COLUMNS, r"data row 2 .*column 'title': empty"),
-    ([{"qid": "1", "query": "es1", "title": "es2", "rel": 1}, {"qid": "", "query": "es1", "title": "es3", "rel": 0}],
-     COLUMNS, r"data row 2 .*column 'qid': empty or missing id"),
-    ([{"qid": "1", "query": "es1", "title": "es2", "rel": 1}, {"qid": "2", "query": "es1", "title": "es3", "rel": 7}],
-     COLUMNS, r"column 'rel'.*first at data row 2"),
-    ([{"qid": "1", "query": "es1", "title": "es2"}], COLUMNS, r"missing column\(s\) \['rel'\]"),
-])
-def test_bad_input_is_refused_before_scoring_naming_file_row_and_column(tmp_path, exported, monkeypatch, rows,
-                                                                       columns, match):
+@pytest.mark.parametrize(
+    "rows, columns, match",
+    [
+        ([{"qid": "1", "query": "es1", "rel": 1}], COLUMNS, r"missing column\(s\) \['title'\]"),
+        (
+            [
+                {"qid": "1", "query": "es1", "title": "es2", "rel": 1},
+                {"qid": "2", "query": "es1", "title": "  ", "rel": 0},
+            ],
+            COLUMNS,
+            r"data row 2 .*column 'title': empty",
+        ),
+        (
+            [
+                {"qid": "1", "query": "es1", "title": "es2", "rel": 1},
+                {"qid": "", "query": "es1", "title": "es3", "rel": 0},
+            ],
+            COLUMNS,
+            r"data row 2 .*column 'qid': empty or missing id",
+        ),
+        (
+            [
+                {"qid": "1", "query": "es1", "title": "es2", "rel": 1},
+                {"qid": "2", "query": "es1", "title": "es3", "rel": 7},
+            ],
+            COLUMNS,
+            r"column 'rel'.*first at data row 2",
+        ),
+        ([{"qid": "1", "query": "es1", "title": "es2"}], COLUMNS, r"missing column\(s\) \['rel'\]"),
+    ],
+)
+def test_bad_input_is_refused_before_scoring_naming_file_row_and_column(
+    tmp_path, exported, monkeypatch, rows, columns, match
+):
     _, model_dir = exported
     file = write_csv(tmp_path / "bad.csv", rows)
     import frkit.score as score

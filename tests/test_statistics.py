@@ -1,4 +1,5 @@
 """frkit.reports.statistics against hand-computed or brute-force references (issue 29, item 1)."""
+
 import math
 
 import numpy as np

@@ -1,5 +1,6 @@
 """`frkit sweep`: the sweep file is validated before any training, runs go through the runner, the summary holds
 mean ± std over seeds, and runs trained in parallel processes (`jobs`) give the same numbers as serial ones."""
+
 import json
 import os
 import re
@@ -13,14 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import kill_a_run_once, write_result
+
 from frkit.cli import main
 from frkit.errors import FrkitInputError
 from frkit.records.checksums import write_manifest
 from frkit.reports.summary import summarize_sweep
 from frkit.sweep import load_sweep, run_sweep
-
 
 ORDER = "en-es-ja"
 REPO = Path(__file__).resolve().parents[1]
@@ -52,8 +52,11 @@ def test_missing_runs_and_base_are_named(tmp_path, tiny_params):
 
 
 def test_bad_run_parameter_names_the_run_and_key(tmp_path, tiny_params):
-    path = write_sweep(tmp_path, tiny_params(), {"runs": {"good": {"method": "sequential"},
-                                                          "broken": {"method": "lora", "lora_rnk": 4}}})
+    path = write_sweep(
+        tmp_path,
+        tiny_params(),
+        {"runs": {"good": {"method": "sequential"}, "broken": {"method": "lora", "lora_rnk": 4}}},
+    )
     with pytest.raises(FrkitInputError, match=r"(?s)run 'broken'.*lora_rnk"):
         load_sweep(path)
 
@@ -72,31 +75,45 @@ def test_only_with_unknown_label_fails_before_training(tmp_path, tiny_params):
 
 
 def test_sweep_runs_every_seed_and_summarises_mean_and_std(tmp_path, tiny_params):
-    path = write_sweep(tmp_path, tiny_params(epochs=1), {
-        "name": "s", "seeds": [0, 1], "baseline": "independent",
-        "runs": {"independent": {"method": "independent"}, "seq": {"method": "sequential"}}})
+    path = write_sweep(
+        tmp_path,
+        tiny_params(epochs=1),
+        {
+            "name": "s",
+            "seeds": [0, 1],
+            "baseline": "independent",
+            "runs": {"independent": {"method": "independent"}, "seq": {"method": "sequential"}},
+        },
+    )
     assert main(["sweep", str(path)]) == 0
     out = tmp_path / "outputs" / "s"
-    metrics = {(label, seed): json.loads((out / label / ORDER / f"seed{seed}" / "metrics.json").read_text())
-               for label in ("independent", "seq") for seed in (0, 1)}
+    metrics = {
+        (label, seed): json.loads((out / label / ORDER / f"seed{seed}" / "metrics.json").read_text())
+        for label in ("independent", "seq")
+        for seed in (0, 1)
+    }
     summary = (tmp_path / "results" / "summary.md").read_text()
     for label in ("independent", "seq"):
         values = [metrics[(label, s)]["average_auc"] for s in (0, 1)]
-        mean, std = sum(values) / 2, abs(values[0] - values[1]) / 2 ** 0.5  # sample std of two values
+        mean, std = sum(values) / 2, abs(values[0] - values[1]) / 2**0.5  # sample std of two values
         line = next(ln for ln in summary.splitlines() if ln.startswith(f"| {label} "))
         assert f"{mean:.4f} ± {std:.4f}" in line and "| 2/2 " in line
     assert "Relative to independent" in summary
     # the results folder holds each run's small files, and no checkpoint or tensor
     exported = tmp_path / "results" / "seq" / ORDER / "seed1"
     assert sorted(p.name for p in exported.iterdir()) == sorted(
-        ["params.yaml", "environment.json", "metrics.json", "auc_matrix.csv", "progress.json", "checksums.json"])
+        ["params.yaml", "environment.json", "metrics.json", "auc_matrix.csv", "progress.json", "checksums.json"]
+    )
 
 
 def test_a_sweep_prints_a_line_per_finished_run_and_k_of_n_with_an_eta(tmp_path, tiny_params, capsys):
     """Stdout not a terminal (capsys, as a log file): a plain line per finished run and per update of the bar, the
     estimate from the first finished run on; the runs' own logs go to their log files, not to the sweep's output."""
-    path = write_sweep(tmp_path, tiny_params(epochs=1), {
-        "name": "s", "runs": {"seq": {"method": "sequential"}, "lora": {"method": "lora"}}})
+    path = write_sweep(
+        tmp_path,
+        tiny_params(epochs=1),
+        {"name": "s", "runs": {"seq": {"method": "sequential"}, "lora": {"method": "lora"}}},
+    )
     run_sweep(path)
     out = capsys.readouterr().out
     bars = [line for line in out.splitlines() if re.match(r"== s: \d/2 runs \[", line)]
@@ -144,27 +161,41 @@ def test_parallel_jobs_match_serial(tmp_path, tiny_params):
     folders = {}
     for name in ("serial", "parallel"):
         (tmp_path / name).mkdir()
-        folders[name] = write_sweep(tmp_path / name, tiny_params(epochs=1, output_dir=str(tmp_path / name / "out")),
-                                    {"name": "s", "runs": runs})
+        folders[name] = write_sweep(
+            tmp_path / name, tiny_params(epochs=1, output_dir=str(tmp_path / name / "out")), {"name": "s", "runs": runs}
+        )
     serial, parallel = folders["serial"], folders["parallel"]
     run_sweep(serial)
     run_sweep(parallel, jobs=2)
     for label in runs:
         a = json.loads((tmp_path / "serial" / "out" / "s" / label / ORDER / "seed0" / "metrics.json").read_text())
         b = json.loads((tmp_path / "parallel" / "out" / "s" / label / ORDER / "seed0" / "metrics.json").read_text())
-        np.testing.assert_allclose(np.array(b["auc_matrix"], dtype=float), np.array(a["auc_matrix"], dtype=float), atol=1e-6)
+        np.testing.assert_allclose(
+            np.array(b["auc_matrix"], dtype=float), np.array(a["auc_matrix"], dtype=float), atol=1e-6
+        )
         assert (tmp_path / "parallel" / "out" / "s" / label / ORDER / "seed0.log").is_file()
 
 
 def test_parallel_failure_is_reported_and_other_runs_finish(tmp_path, tiny_params, capsys):
     # a run whose data folder vanishes after validation fails inside its worker; the other run still finishes
-    path = write_sweep(tmp_path, tiny_params(epochs=1), {
-        "name": "s", "runs": {"seq": {"method": "sequential"}, "bad": {"method": "sequential", "data_path": str(tmp_path / "gone")}}})
+    path = write_sweep(
+        tmp_path,
+        tiny_params(epochs=1),
+        {
+            "name": "s",
+            "runs": {
+                "seq": {"method": "sequential"},
+                "bad": {"method": "sequential", "data_path": str(tmp_path / "gone")},
+            },
+        },
+    )
     (tmp_path / "gone").mkdir()
     with pytest.raises(RuntimeError, match=r"(?s)sweep runs failed.*bad \[en-es-ja\] seed 0"):
         run_sweep(path, jobs=2)
     assert (tmp_path / "outputs" / "s" / "seq" / ORDER / "seed0" / "metrics.json").is_file()
-    reported = [line for line in capsys.readouterr().out.splitlines() if line.startswith("== bad [en-es-ja] seed 0: failed")]
+    reported = [
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("== bad [en-es-ja] seed 0: failed")
+    ]
     assert reported and "Error" in reported[0]  # the reason at once, not only at the end of the sweep
     assert "Traceback" in (tmp_path / "outputs" / "s" / "bad" / ORDER / "seed0.log").read_text()  # and kept in its log
 
@@ -173,11 +204,15 @@ def test_a_killed_run_process_fails_alone_and_the_sweep_run_again_resumes_it(tmp
     """A run's process SIGKILLed between marketplaces (what the out-of-memory killer does): that run alone fails,
     named with the signal; the other finishes and is exported; the same sweep again resumes the killed run from
     its finished marketplaces. (A process pool would break for every queued run instead.)"""
-    path = write_sweep(tmp_path, tiny_params(epochs=1), {
-        "name": "s", "runs": {"seq": {"method": "sequential"}, "lora": {"method": "lora"}}})
+    path = write_sweep(
+        tmp_path,
+        tiny_params(epochs=1),
+        {"name": "s", "runs": {"seq": {"method": "sequential"}, "lora": {"method": "lora"}}},
+    )
     outputs = tmp_path / "outputs" / "s"
-    with kill_a_run_once(outputs, f"*/{ORDER}/seed0/progress.json", lambda steps: 1 <= steps < 3, timeout=600,
-                         poll=0.02) as killed:
+    with kill_a_run_once(
+        outputs, f"*/{ORDER}/seed0/progress.json", lambda steps: 1 <= steps < 3, timeout=600, poll=0.02
+    ) as killed:
         with pytest.raises(RuntimeError, match=r"(?s)sweep runs failed.*its process died \(killed by SIGKILL\)"):
             run_sweep(path, jobs=2)
     assert killed, "no run was killed: both finished before the killer saw one between marketplaces"
@@ -221,12 +256,28 @@ def test_ctrl_c_stops_the_sweep_and_starts_no_queued_run(tmp_path, tiny_params):
     """Ctrl-C in a terminal (SIGINT to the whole process group) while two runs train and a third waits: the sweep
     exits 130 with the resume hint, and the queued run never starts."""
     params = tiny_params(epochs=1)
-    path = write_sweep(tmp_path, params, {"name": "s", "runs": {
-        "a": {"method": "sequential"}, "b": {"method": "lora"}, "c": {"method": "sequential", "lr": 0.002}}})
+    path = write_sweep(
+        tmp_path,
+        params,
+        {
+            "name": "s",
+            "runs": {
+                "a": {"method": "sequential"},
+                "b": {"method": "lora"},
+                "c": {"method": "sequential", "lr": 0.002},
+            },
+        },
+    )
     outputs = Path(params["output_dir"]) / "s"
-    proc = subprocess.Popen([sys.executable, "-m", "frkit", "sweep", str(path), "--jobs", "2"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            preexec_fn=_as_in_a_terminal)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "frkit", "sweep", str(path), "--jobs", "2"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_as_in_a_terminal,
+    )
     try:
         started = [outputs / label / ORDER / "seed0.pid" for label in ("a", "b")]
         deadline = time.time() + 300
@@ -247,13 +298,21 @@ def test_ctrl_c_stops_the_sweep_and_starts_no_queued_run(tmp_path, tiny_params):
 
 
 def test_orders_and_seeds_expand_as_stated(tmp_path, tiny_params):
-    path = write_sweep(tmp_path, tiny_params(), {
-        "name": "s", "seeds": [0, 1], "orders": [["en", "es", "ja"], ["ja", "es", "en"]],
-        "runs": {"a": {"method": "sequential"}, "b": {"method": "lora", "orders": {"random": 3, "seed": 5}}}})
+    path = write_sweep(
+        tmp_path,
+        tiny_params(),
+        {
+            "name": "s",
+            "seeds": [0, 1],
+            "orders": [["en", "es", "ja"], ["ja", "es", "en"]],
+            "runs": {"a": {"method": "sequential"}, "b": {"method": "lora", "orders": {"random": 3, "seed": 5}}},
+        },
+    )
     sweep = load_sweep(path)
     a = sweep.keys("a")
     assert sorted((k.order, k.seed) for k in a) == sorted(
-        (o, s) for o in [("en", "es", "ja"), ("ja", "es", "en")] for s in (0, 1))
+        (o, s) for o in [("en", "es", "ja"), ("ja", "es", "en")] for s in (0, 1)
+    )
     b_orders = {k.order for k in sweep.keys("b")}
     assert len(b_orders) == 3 and all(sorted(o) == ["en", "es", "ja"] for o in b_orders)
     assert b_orders == {k.order for k in load_sweep(path).keys("b")}  # seeded: the same permutations again
@@ -261,13 +320,19 @@ def test_orders_and_seeds_expand_as_stated(tmp_path, tiny_params):
     assert cfg.marketplaces == list(a[0].order) and cfg.run_name == f"s/a/{a[0].order_tag}/seed{a[0].seed}"
 
 
-@pytest.mark.parametrize("orders, match", [
-    ([["en", "es", "fr"]], r"orders entry \['en', 'es', 'fr'\]: unknown marketplace\(s\) \['fr'\].*\['en', 'es', 'ja'\]"),
-    ([["en", "en", "ja"]], r"orders entry \['en', 'en', 'ja'\]: repeated \['en'\]"),
-    ([["en", "es"]], r"orders entry \['en', 'es'\]: 2 marketplaces, expected 3"),
-    ({"random": 7}, r"7 random orders asked for, but 3 marketplaces have only 6"),
-    ("en,es,ja", r"orders must be a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "orders, match",
+    [
+        (
+            [["en", "es", "fr"]],
+            r"orders entry \['en', 'es', 'fr'\]: unknown marketplace\(s\) \['fr'\].*\['en', 'es', 'ja'\]",
+        ),
+        ([["en", "en", "ja"]], r"orders entry \['en', 'en', 'ja'\]: repeated \['en'\]"),
+        ([["en", "es"]], r"orders entry \['en', 'es'\]: 2 marketplaces, expected 3"),
+        ({"random": 7}, r"7 random orders asked for, but 3 marketplaces have only 6"),
+        ("en,es,ja", r"orders must be a non-empty list"),
+    ],
+)
 def test_bad_orders_fail_before_any_run(tmp_path, tiny_params, orders, match):
     path = write_sweep(tmp_path, tiny_params(), {"orders": orders, "runs": {"a": {"method": "sequential"}}})
     with pytest.raises(FrkitInputError, match=match):
@@ -276,13 +341,20 @@ def test_bad_orders_fail_before_any_run(tmp_path, tiny_params, orders, match):
 
 
 def fixture_sweep(tmp_path, tiny_params, labels=("independent", "fr_lora")) -> Path:
-    return write_sweep(tmp_path, tiny_params(), {"name": "fx", "seeds": [0, 1, 2],
-                                                 "runs": {lab: {"method": "sequential"} for lab in labels}})
+    return write_sweep(
+        tmp_path,
+        tiny_params(),
+        {"name": "fx", "seeds": [0, 1, 2], "runs": {lab: {"method": "sequential"} for lab in labels}},
+    )
 
 
 FINALS = {  # (label, seed) -> final AUC of en, es, ja
-    ("independent", 0): (0.70, 0.72, 0.74), ("independent", 1): (0.71, 0.70, 0.75), ("independent", 2): (0.69, 0.71, 0.73),
-    ("fr_lora", 0): (0.75, 0.76, 0.78), ("fr_lora", 1): (0.77, 0.75, 0.79), ("fr_lora", 2): (0.76, 0.77, 0.80),
+    ("independent", 0): (0.70, 0.72, 0.74),
+    ("independent", 1): (0.71, 0.70, 0.75),
+    ("independent", 2): (0.69, 0.71, 0.73),
+    ("fr_lora", 0): (0.75, 0.76, 0.78),
+    ("fr_lora", 1): (0.77, 0.75, 0.79),
+    ("fr_lora", 2): (0.76, 0.77, 0.80),
 }
 
 
@@ -318,11 +390,13 @@ def test_summary_says_the_precision_of_each_rows_runs(tmp_path, tiny_params):
         folder = write_result(tmp_path / "results", label, seed, dict(zip(["en", "es", "ja"], f)), precision=precision)
         if (label, seed) == ("fr_lora", 1):  # older run: params say auto, the environment says fp32 was chosen
             (folder / "params.yaml").write_text(yaml.safe_dump({"seed": 1, "precision": "auto"}))
-            (folder / "environment.json").write_text(json.dumps({"bf16_autocast_fast": False, "sessions": [
-                {"bf16_autocast_fast": False}]}))
+            (folder / "environment.json").write_text(
+                json.dumps({"bf16_autocast_fast": False, "sessions": [{"bf16_autocast_fast": False}]})
+            )
             write_manifest(folder)  # these files are the run's as exported
     summarize_sweep(load_sweep(path))
     summary = (tmp_path / "results" / "summary.md").read_text()
+
     def last_cell(label):
         return next(ln for ln in summary.splitlines() if ln.startswith(f"| {label} ")).rsplit("|", 2)[1].strip()
 
@@ -339,8 +413,9 @@ def test_summary_says_the_precision_of_each_rows_runs(tmp_path, tiny_params):
     (folder / "params.yaml").write_text(yaml.safe_dump({"precision": "auto"}))
     assert run_precision(folder, [{"precision": "bf16"}, {}]) == "?"  # the second session's machine is not described
     # a resume after the last step ran nothing: its machine does not make the run mixed
-    (folder / "environment.json").write_text(json.dumps({"sessions": [{"bf16_autocast_fast": False},
-                                                                      {"bf16_autocast_fast": True, "steps_done_before": 2}]}))
+    (folder / "environment.json").write_text(
+        json.dumps({"sessions": [{"bf16_autocast_fast": False}, {"bf16_autocast_fast": True, "steps_done_before": 2}]})
+    )
     assert run_precision(folder, [{}, {}]) == "fp32" and run_precision(folder, [{}, {}, {}]) == "mixed"
     (folder / "params.yaml").write_text(yaml.safe_dump({"precision": "fp32"}))
     (folder / "environment.json").unlink()
@@ -359,7 +434,9 @@ def test_missing_and_half_written_runs_are_marked_never_averaged(tmp_path, tiny_
     summarize_sweep(load_sweep(path))
     summary = (tmp_path / "results" / "summary.md").read_text()
     line = next(ln for ln in summary.splitlines() if ln.startswith("| fr_lora "))
-    assert "| 1/3 " in line and re.search(rf"\| {np.mean(FINALS[('fr_lora', 0)]):.4f} +\|", line)  # seed 0 alone, no std
+    assert "| 1/3 " in line and re.search(
+        rf"\| {np.mean(FINALS[('fr_lora', 0)]):.4f} +\|", line
+    )  # seed 0 alone, no std
     assert "fr_lora [en-es-ja] seed 1: half-written" in summary and "fr_lora [en-es-ja] seed 2: not run" in summary
 
 
@@ -367,8 +444,13 @@ def test_committed_results_are_skipped_and_summary_only_uses_them_alone(tmp_path
     path = fixture_sweep(tmp_path, tiny_params)
     sweep = load_sweep(path)
     for key, cfg in sweep.configs.items():
-        write_result(tmp_path / "results", key.label, key.seed, dict(zip(["en", "es", "ja"], FINALS[(key.label, key.seed)])),
-                     params=cfg.model_dump())
+        write_result(
+            tmp_path / "results",
+            key.label,
+            key.seed,
+            dict(zip(["en", "es", "ja"], FINALS[(key.label, key.seed)])),
+            params=cfg.model_dump(),
+        )
     assert main(["sweep", str(path)]) == 0  # every run has results: nothing trains, the summary is written
     assert "6 of 6 runs already have results; 0 to train" in capsys.readouterr().out
     assert not (tmp_path / "outputs").exists()
@@ -379,26 +461,40 @@ def test_committed_results_are_skipped_and_summary_only_uses_them_alone(tmp_path
     # results made with other parameters are refused, not summarised as if they were these
     base = yaml.safe_load((tmp_path / "base.yaml").read_text())
     (tmp_path / "base.yaml").write_text(yaml.safe_dump({**base, "lr": 0.5}))
-    with pytest.raises(FrkitInputError, match=r"results of fr_lora \[en-es-ja\] seed 0 .* other parameters \(lr: 0.001 -> 0.5\)"):
+    with pytest.raises(
+        FrkitInputError, match=r"results of fr_lora \[en-es-ja\] seed 0 .* other parameters \(lr: 0.001 -> 0.5\)"
+    ):
         run_sweep(path)
 
 
 def test_results_made_with_precision_auto_count_for_fp32_unless_they_ran_bf16(tmp_path, tiny_params):
     """A sweep that now pins fp32 keeps older precision-auto results that ran fp32 or recorded nothing (the summary
     shows those as `?`), and refuses one whose steps ran under bf16 autocast."""
-    path = write_sweep(tmp_path, tiny_params(precision="fp32"), {"name": "fx", "seeds": [0, 1, 2],
-                                                                 "runs": {"fr_lora": {"method": "sequential"}}})
+    path = write_sweep(
+        tmp_path,
+        tiny_params(precision="fp32"),
+        {"name": "fx", "seeds": [0, 1, 2], "runs": {"fr_lora": {"method": "sequential"}}},
+    )
     sweep = load_sweep(path)
     for key, cfg in sweep.configs.items():
         precision = {0: "fp32", 1: None, 2: "bf16"}[key.seed]
-        write_result(tmp_path / "results", key.label, key.seed, dict(zip(["en", "es", "ja"], FINALS[(key.label, key.seed)])),
-                     params={**cfg.model_dump(), "precision": "auto"}, precision=precision)
-    with pytest.raises(FrkitInputError, match=r"results of fr_lora \[en-es-ja\] seed 2 .* \(precision: 'auto' -> 'fp32'\)"):
+        write_result(
+            tmp_path / "results",
+            key.label,
+            key.seed,
+            dict(zip(["en", "es", "ja"], FINALS[(key.label, key.seed)])),
+            params={**cfg.model_dump(), "precision": "auto"},
+            precision=precision,
+        )
+    with pytest.raises(
+        FrkitInputError, match=r"results of fr_lora \[en-es-ja\] seed 2 .* \(precision: 'auto' -> 'fp32'\)"
+    ):
         run_sweep(path)
     folder = tmp_path / "results" / "fr_lora" / ORDER / "seed2"
     progress = json.loads((folder / "progress.json").read_text())
-    (folder / "progress.json").write_text(json.dumps({**progress, "steps": [
-        {**s, "precision": "fp32"} for s in progress["steps"]]}))
+    (folder / "progress.json").write_text(
+        json.dumps({**progress, "steps": [{**s, "precision": "fp32"} for s in progress["steps"]]})
+    )
     run_sweep(path)  # seed 0 recorded fp32, seed 1 nothing, seed 2 now fp32: all kept, nothing trains
     assert not (tmp_path / "outputs").exists()
 
@@ -420,7 +516,9 @@ def test_claim_verdicts_follow_the_numbers(tmp_path, tiny_params):
         other = "independent" if label == "fr_lora" else "fr_lora"
         write_result(tmp_path / "results", other, seed, dict(zip(["en", "es", "ja"], f)))
     flipped = claims_table(collect(load_sweep(path)).frame(), ["en", "es", "ja"])
-    assert flipped[flipped["comparison"] == "fr_lora > independent (average_auc)"].iloc[0]["verdict"] == "not reproduced"
+    assert (
+        flipped[flipped["comparison"] == "fr_lora > independent (average_auc)"].iloc[0]["verdict"] == "not reproduced"
+    )
     # the rule itself: 95% t-interval of the paired differences
     assert verdict(0.01, 0.001, 3) == "reproduced" and verdict(0.01, 0.05, 3) == "within noise"
     assert verdict(-0.01, 0.001, 3) == "not reproduced" and verdict(0.01, float("nan"), 1) == "one unit"
@@ -431,8 +529,14 @@ def test_claims_count_the_pairs_on_the_claimed_side_beside_the_verdict():
     """With n = 3 a claim can hold on every pair and still be within noise; the table shows both."""
     from frkit.reports.claims import GREATER, LESS, Claim, check, claims_markdown
 
-    runs = pd.DataFrame({"label": ["a"] * 3 + ["b"] * 3, "order": ["en-es-ja"] * 6, "seed": [0, 1, 2] * 2,
-                         "average_auc": [0.80, 0.70, 0.90, 0.75, 0.72, 0.85]})  # a - b: +0.05, -0.02, +0.05
+    runs = pd.DataFrame(
+        {
+            "label": ["a"] * 3 + ["b"] * 3,
+            "order": ["en-es-ja"] * 6,
+            "seed": [0, 1, 2] * 2,
+            "average_auc": [0.80, 0.70, 0.90, 0.75, 0.72, 0.85],
+        }
+    )  # a - b: +0.05, -0.02, +0.05
     beats = check(Claim("P", "T1", "a beats b", "a", "b", "average_auc"), runs)
     assert beats["agree"] == 2 and beats["n"] == 3 and beats["verdict"] == "within noise"
     assert check(Claim("P", "T1", "a below b", "a", "b", "average_auc", LESS), runs)["agree"] == 1
@@ -456,14 +560,28 @@ def test_stage_two_split_reads_the_logged_eq4_penalty_and_skips_runs_without_it(
     assert stage2_penalty_frame(collect(load_sweep(path))).empty  # no run logged the split: an empty table
     progress = tmp_path / "results" / "fr_lora" / ORDER / "seed1" / "progress.json"
     record = json.loads(progress.read_text())
-    record["steps"][1]["stage2"] = {"history": [{"train_loss": 9.0}, {"train_loss": 5.0}],
-                                    "eq4_penalty": {"mean": 6.5, "last": 2.0, "fisher_below_eps": 0.25}}
+    record["steps"][1]["stage2"] = {
+        "history": [{"train_loss": 9.0}, {"train_loss": 5.0}],
+        "eq4_penalty": {"mean": 6.5, "last": 2.0, "fisher_below_eps": 0.25},
+    }
     progress.write_text(json.dumps(record))
     write_manifest(progress.parent)
     frame = stage2_penalty_frame(collect(load_sweep(path)))
-    assert frame.to_dict("records") == [{
-        "run": "fr_lora", "order": ORDER, "seed": 1, "marketplace": "es", "beta": 1e-4, "Stage II loss": 7.0,
-        "Eq. 4 penalty": 6.5, "task loss": 0.5, "penalty share": 6.5 / 7.0, "penalty, last step": 2.0, "Fisher < eps": 0.25}]
+    assert frame.to_dict("records") == [
+        {
+            "run": "fr_lora",
+            "order": ORDER,
+            "seed": 1,
+            "marketplace": "es",
+            "beta": 1e-4,
+            "Stage II loss": 7.0,
+            "Eq. 4 penalty": 6.5,
+            "task loss": 0.5,
+            "penalty share": 6.5 / 7.0,
+            "penalty, last step": 2.0,
+            "Fisher < eps": 0.25,
+        }
+    ]
 
 
 def test_strength_figure_plots_each_run_at_the_strength_its_params_name(tmp_path, tiny_params):
@@ -471,12 +589,23 @@ def test_strength_figure_plots_each_run_at_the_strength_its_params_name(tmp_path
     from frkit.reports.paper_tables import strength_figure
 
     labels = ("fr_lora_beta0", "fr_lora_beta1", "fr_lora_beta1e-2", "independent")
-    path = write_sweep(tmp_path, tiny_params(), {"name": "fx", "seeds": [0],
-                                                 "runs": {lab: {"method": "sequential"} for lab in labels}})
-    for label, beta, finals in [("fr_lora_beta1", 1.0, (0.8, 0.8, 0.8)), ("fr_lora_beta0", 0.0, (0.6, 0.6, 0.6)),
-                                ("fr_lora_beta1e-2", 1e-2, (0.7, 0.7, 0.7)), ("independent", None, (0.5, 0.5, 0.5))]:
-        write_result(tmp_path / "results", label, 0, dict(zip(["en", "es", "ja"], finals)),
-                     forgetting=-beta if beta else 0.0, params={} if beta is None else {"beta": beta})
+    path = write_sweep(
+        tmp_path, tiny_params(), {"name": "fx", "seeds": [0], "runs": {lab: {"method": "sequential"} for lab in labels}}
+    )
+    for label, beta, finals in [
+        ("fr_lora_beta1", 1.0, (0.8, 0.8, 0.8)),
+        ("fr_lora_beta0", 0.0, (0.6, 0.6, 0.6)),
+        ("fr_lora_beta1e-2", 1e-2, (0.7, 0.7, 0.7)),
+        ("independent", None, (0.5, 0.5, 0.5)),
+    ]:
+        write_result(
+            tmp_path / "results",
+            label,
+            0,
+            dict(zip(["en", "es", "ja"], finals)),
+            forgetting=-beta if beta else 0.0,
+            params={} if beta is None else {"beta": beta},
+        )
     fig = strength_figure(collect(load_sweep(path)), "FR-LoRA", "beta", {"fr_lora_beta": "FR-LoRA"})
     auc, forgetting = fig.data  # one line per panel; independent (not in the group) is left out
     assert list(auc.x) == [1e-8, 1e-2, 1.0] and list(auc.y) == pytest.approx([0.6, 0.7, 0.8])
@@ -491,8 +620,9 @@ def test_summary_counts_the_clock_once_where_runs_overlap_and_skips_the_gaps(tmp
     path = fixture_sweep(tmp_path, tiny_params)
     # 3 steps of 3599 s learning + 1 s eval: 3 h of wall each. Starts at 0 h, 1 h (beside the first) and 10 h.
     for seed, started in enumerate(["2026-12-01T00:00:00", "2026-12-01T01:00:00", "2026-12-01T10:00:00"]):
-        write_result(tmp_path / "results", "independent", seed, {"en": 0.7, "es": 0.7, "ja": 0.7}, seconds=3599,
-                     started=started)
+        write_result(
+            tmp_path / "results", "independent", seed, {"en": 0.7, "es": 0.7, "ja": 0.7}, seconds=3599, started=started
+        )
     write_result(tmp_path / "results", "fr_lora", 0, {"en": 0.8, "es": 0.8, "ja": 0.8}, seconds=3599)  # no start
     summarize_sweep(load_sweep(path))
     time = (tmp_path / "results" / "summary.md").read_text().split("## Time")[1].split("##")[0]
@@ -501,7 +631,9 @@ def test_summary_counts_the_clock_once_where_runs_overlap_and_skips_the_gaps(tmp
     assert "1.3 runs at a time on average" in time
     t = pd.Timestamp("2026-12-01")
     h = pd.Timedelta(hours=1)
-    assert clock_seconds([t, t + h, t + 10 * h, None], [3 * 3600, 3600, 60, 5]) == 3 * 3600 + 60  # nested, apart, unknown
+    assert (
+        clock_seconds([t, t + h, t + 10 * h, None], [3 * 3600, 3600, 60, 5]) == 3 * 3600 + 60
+    )  # nested, apart, unknown
     assert clock_seconds([], []) == 0.0
 
 

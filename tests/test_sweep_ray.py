@@ -1,5 +1,6 @@
 """``frkit sweep --executor ray``: a two-run sweep on a local Ray instance, one task's worker killed once, against the
 local executor's results; and the refusals (no Ray, no cluster) before any run starts."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import kill_a_run_once
+
 from frkit.errors import FrkitInputError
 from frkit.reports.summary import summarize_sweep
 from frkit.sweep import run_sweep
@@ -24,9 +25,15 @@ TIMING = ("wall", "cpu", "seconds", "started")  # columns that measure time (or 
 def write_sweep(tmp_path: Path, tiny_params, name: str) -> Path:
     base = tiny_params(marketplaces=["en", "es"], epochs=1, lora_dropout=0.0)
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-    sweep = {"base": "base.yaml", "name": name, "seeds": [0], "baseline": "sequential",
-             "results": str(tmp_path / "results" / name), "resources": {"num_cpus": 1, "num_gpus": 0},
-             "runs": {"sequential": {"method": "sequential"}, "lora": {"method": "lora"}}}
+    sweep = {
+        "base": "base.yaml",
+        "name": name,
+        "seeds": [0],
+        "baseline": "sequential",
+        "results": str(tmp_path / "results" / name),
+        "resources": {"num_cpus": 1, "num_gpus": 0},
+        "runs": {"sequential": {"method": "sequential"}, "lora": {"method": "lora"}},
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(sweep))
     return path
@@ -74,7 +81,9 @@ def test_ray_sweep_survives_a_killed_worker_and_matches_the_local_executor(tmp_p
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     outputs = Path(tiny_params()["output_dir"]) / "onray"
     # SIGKILL the worker of the first run seen to finish a marketplace, once
-    with kill_a_run_once(outputs, "*/*/seed0/progress.json", lambda steps: steps == 1, timeout=1500, poll=0.05) as killed:
+    with kill_a_run_once(
+        outputs, "*/*/seed0/progress.json", lambda steps: steps == 1, timeout=1500, poll=0.05
+    ) as killed:
         try:
             on_ray = summarize_sweep(run_sweep(write_sweep(tmp_path, tiny_params, "onray"), executor="ray"))
         finally:
@@ -88,10 +97,19 @@ def test_ray_sweep_survives_a_killed_worker_and_matches_the_local_executor(tmp_p
     assert "submitted to Ray (1 CPU, 0 GPU)" in printed and "en learned" in printed  # progress was streamed
 
     # the same folders and summaries as the local executor, up to the time it took
-    assert sorted(p.relative_to(tmp_path / "results" / "onray").as_posix() for p in (tmp_path / "results" / "onray").rglob("*")
-                  if p.is_file()) == sorted(p.relative_to(tmp_path / "results" / "local").as_posix()
-                                            for p in (tmp_path / "results" / "local").rglob("*") if p.is_file())
-    a, b = results_without_timing(tmp_path / "results" / "local"), results_without_timing(tmp_path / "results" / "onray")
+    assert sorted(
+        p.relative_to(tmp_path / "results" / "onray").as_posix()
+        for p in (tmp_path / "results" / "onray").rglob("*")
+        if p.is_file()
+    ) == sorted(
+        p.relative_to(tmp_path / "results" / "local").as_posix()
+        for p in (tmp_path / "results" / "local").rglob("*")
+        if p.is_file()
+    )
+    a, b = (
+        results_without_timing(tmp_path / "results" / "local"),
+        results_without_timing(tmp_path / "results" / "onray"),
+    )
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=False, rtol=1e-9)
     for label in ("sequential", "lora"):

@@ -1,6 +1,7 @@
 """Run tracking (``report_to``, frkit/tracking/): a tiny run's TensorBoard event files read back with TensorBoard's
 own reader, ``report_to: none`` writes none, MLflow's runs read back with ``mlflow.search_runs``, and W&B without a
 key (or not installed) fails before any data or model loads, naming the command that fixes it."""
+
 from __future__ import annotations
 
 import json
@@ -57,17 +58,15 @@ def test_report_to_none_writes_no_events_and_changing_it_resumes_the_same_run(ti
 
 def test_a_staged_method_logs_each_stage_apart():
     fit = {"history": [{"epoch": 1, "step": 4, "train_loss": 0.7, "val_auc": 0.6}], "curve": [], "steps": 4}
-    points = learning_points(1, "es", {"stage1": fit, "stage2": {**fit, "eq4_penalty": 0.25}, **fit,
-                                       "stage1_lr": 1e-4})
+    points = learning_points(1, "es", {"stage1": fit, "stage2": {**fit, "eq4_penalty": 0.25}, **fit, "stage1_lr": 1e-4})
     tags = {tag for tag, _, _ in points}
     assert {"train_loss/es/stage1", "val_auc/es/stage2", "learn/stage2/eq4_penalty", "learn/stage1_lr"} <= tags
     assert "learn/steps" not in tags  # the top level's copy of the last stage is not logged twice
-    assert auc_points(0, NAMES, [0.7, None, 0.5]) == [("auc/en", 0.7, 0), ("auc/ja", 0.5, 0),
-                                                       ("auc/mean_seen", 0.7, 0)]
+    assert auc_points(0, NAMES, [0.7, None, 0.5]) == [("auc/en", 0.7, 0), ("auc/ja", 0.5, 0), ("auc/mean_seen", 0.7, 0)]
 
 
 def test_mlflow_runs_read_back_with_search_runs(tiny_params):
-    mlflow = pytest.importorskip("mlflow", reason="MLflow is not installed: pip install -e \".[tracking]\"")
+    mlflow = pytest.importorskip("mlflow", reason='MLflow is not installed: pip install -e ".[tracking]"')
     params = tiny_params(method="sequential", epochs=1, report_to="mlflow", run_name="s/seq/en-es-ja/seed0")
     result = run(make_config(params), show_progress=False)
     store = result.run_dir / "mlflow" / "mlflow.db"
@@ -151,8 +150,16 @@ def test_a_sweep_with_wandb_and_no_key_fails_before_any_run(tiny_params, tmp_pat
     _nothing_may_load(monkeypatch)
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_params(report_to="wandb")))
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({"base": "base.yaml", "name": "s", "results": str(tmp_path / "results"),
-                                     "runs": {"seq": {"method": "sequential"}}}))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "base": "base.yaml",
+                "name": "s",
+                "results": str(tmp_path / "results"),
+                "runs": {"seq": {"method": "sequential"}},
+            }
+        )
+    )
     with pytest.raises(FrkitInputError, match="report_to: wandb"):
         run_sweep(sweep)
     assert not (tmp_path / "outputs" / "s").exists() and "to train" not in capsys.readouterr().out

@@ -1,4 +1,5 @@
 """Translation back ends, the disk cache and the seeded fraction of §4.3 (T_1..T_{t-1})."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -7,8 +8,13 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
 
-from frkit.data.translate import (CachedTranslator, MarianTranslator, ParallelCorpusTranslator, Translator,
-                                  translate_fraction)
+from frkit.data.translate import (
+    CachedTranslator,
+    MarianTranslator,
+    ParallelCorpusTranslator,
+    Translator,
+    translate_fraction,
+)
 from frkit.errors import FrkitInputError
 
 
@@ -27,8 +33,14 @@ class Upper(Translator):
 
 
 def table(lang: str, ids, label_offset: int = 0) -> pd.DataFrame:
-    return pd.DataFrame({"id": [str(i) for i in ids], "text_a": [f"{lang} a{i}" for i in ids],
-                         "text_b": [f"{lang} b{i}" for i in ids], "label": [(i + label_offset) % 2 for i in ids]})
+    return pd.DataFrame(
+        {
+            "id": [str(i) for i in ids],
+            "text_a": [f"{lang} a{i}" for i in ids],
+            "text_b": [f"{lang} b{i}" for i in ids],
+            "label": [(i + label_offset) % 2 for i in ids],
+        }
+    )
 
 
 def test_cache_translates_each_text_once_across_runs(tmp_path):
@@ -105,12 +117,25 @@ def tiny_marian(tmp_path_factory):
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>",
-                            eos_token="</s>").save_pretrained(folder)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="</s>"
+    ).save_pretrained(folder)
     torch.manual_seed(0)
-    cfg = MarianConfig(vocab_size=len(vocab), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                       decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
-                       pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, forced_eos_token_id=1)
+    cfg = MarianConfig(
+        vocab_size=len(vocab),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        forced_eos_token_id=1,
+    )
     MarianMTModel(cfg).save_pretrained(folder)
     return folder
 

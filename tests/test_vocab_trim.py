@@ -1,6 +1,7 @@
 """Vocabulary trimming on a tiny SentencePiece-Unigram tokenizer and a tiny random BERT: the trimmed
 folder tokenises the texts to the same pieces (ids remapped), gives the same hidden states and is
 smaller. The real multilingual-e5-small is only trimmed when FRKIT_REAL_MODEL=1."""
+
 from __future__ import annotations
 
 import csv
@@ -18,19 +19,45 @@ from frkit.models.vocab_trim import kept_token_ids, trim_vocabulary, trimmed_mod
 
 SPECIAL = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
 PIECES = SPECIAL + [
-    ("▁", -2.0), ("▁the", -2.5), ("▁a", -3.1), ("▁on", -2.8), ("▁cat", -3.0), ("▁ca", -4.0), ("t", -3.3),
-    ("s", -3.4), ("▁dog", -3.2), ("▁do", -4.5), ("g", -4.4), ("o", -4.1), ("▁sat", -3.6), ("at", -3.9),
-    ("▁mat", -4.2), ("▁m", -4.6), ("a", -3.7), ("c", -4.8), ("d", -4.9), ("e", -5.0), ("h", -5.1),
-    ("▁bird", -5.0), ("▁fish", -5.5), ("▁cats", -6.5), ("日本", -3.0), ("日", -4.0), ("本", -4.3),
-    ("語", -4.0), ("▁日本", -3.5), ("zz", -12.0), ("<mask>", 0.0),
+    ("▁", -2.0),
+    ("▁the", -2.5),
+    ("▁a", -3.1),
+    ("▁on", -2.8),
+    ("▁cat", -3.0),
+    ("▁ca", -4.0),
+    ("t", -3.3),
+    ("s", -3.4),
+    ("▁dog", -3.2),
+    ("▁do", -4.5),
+    ("g", -4.4),
+    ("o", -4.1),
+    ("▁sat", -3.6),
+    ("at", -3.9),
+    ("▁mat", -4.2),
+    ("▁m", -4.6),
+    ("a", -3.7),
+    ("c", -4.8),
+    ("d", -4.9),
+    ("e", -5.0),
+    ("h", -5.1),
+    ("▁bird", -5.0),
+    ("▁fish", -5.5),
+    ("▁cats", -6.5),
+    ("日本", -3.0),
+    ("日", -4.0),
+    ("本", -4.3),
+    ("語", -4.0),
+    ("▁日本", -3.5),
+    ("zz", -12.0),
+    ("<mask>", 0.0),
 ]
 MASK_ID = len(PIECES) - 1
-EXTRA_ROWS = 3        # like multilingual-e5-small: more embedding rows than tokenizer pieces
+EXTRA_ROWS = 3  # like multilingual-e5-small: more embedding rows than tokenizer pieces
 TEXTS = [
     "the cat sat",
     ("the dog", "a cat on the mat"),
     "日本語 the cats",
-    ("xyz dog", "mat  sat"),        # x, y, z have no piece: <unk>
+    ("xyz dog", "mat  sat"),  # x, y, z have no piece: <unk>
     "cat",
     ("the", "日本"),
 ]
@@ -47,18 +74,35 @@ def build_unigram_folder(folder: Path, tokenizer_class: str) -> Path:
     tok.decoder = decoders.Metaspace()
     tok.add_special_tokens(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
     tok.save(str(folder / "tokenizer.json"))
-    specials = {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
-                "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"}
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": tokenizer_class,
-                                                              "model_max_length": 64, **specials}))
-    AutoTokenizer.from_pretrained(folder).save_pretrained(folder)   # the layout transformers itself writes
+    specials = {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "sep_token": "</s>",
+        "cls_token": "<s>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+        "mask_token": "<mask>",
+    }
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": tokenizer_class, "model_max_length": 64, **specials})
+    )
+    AutoTokenizer.from_pretrained(folder).save_pretrained(folder)  # the layout transformers itself writes
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(PIECES) + EXTRA_ROWS, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                        pad_token_id=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = BertConfig(
+        vocab_size=len(PIECES) + EXTRA_ROWS,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=1,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     BertModel(config, add_pooling_layer=False).save_pretrained(folder)
     return folder
 
@@ -80,8 +124,10 @@ def hidden_states(folder: Path, texts) -> list[torch.Tensor]:
     pairs = [t for t in texts if not isinstance(t, str)]
     out = []
     with torch.no_grad():
-        for batch in (tok(singles, padding=True, return_tensors="pt"),
-                      tok([a for a, _ in pairs], [b for _, b in pairs], padding=True, return_tensors="pt")):
+        for batch in (
+            tok(singles, padding=True, return_tensors="pt"),
+            tok([a for a, _ in pairs], [b for _, b in pairs], padding=True, return_tensors="pt"),
+        ):
             out.append(model(**batch).last_hidden_state * batch["attention_mask"].unsqueeze(-1))
     return out
 
@@ -96,6 +142,7 @@ def assert_same_tokenisation(source: Path, trimmed: Path, texts) -> np.ndarray:
 
 # --------------------------------------------------------------------------- tiny model
 
+
 def test_trimmed_folder_tokenises_identically_and_gives_identical_outputs(unigram_dir, tmp_path):
     out = trim_vocabulary(unigram_dir, TEXTS, tmp_path / "trimmed")
     kept = assert_same_tokenisation(unigram_dir, out, TEXTS)
@@ -108,16 +155,20 @@ def test_trimmed_folder_tokenises_identically_and_gives_identical_outputs(unigra
     model = AutoModel.from_pretrained(out, add_pooling_layer=False)
     assert model.embeddings.word_embeddings.weight.shape[0] == len(kept)
     full = AutoModel.from_pretrained(unigram_dir, add_pooling_layer=False)
-    torch.testing.assert_close(model.embeddings.word_embeddings.weight,
-                               full.embeddings.word_embeddings.weight[torch.tensor(kept)], atol=0, rtol=0)
+    torch.testing.assert_close(
+        model.embeddings.word_embeddings.weight,
+        full.embeddings.word_embeddings.weight[torch.tensor(kept)],
+        atol=0,
+        rtol=0,
+    )
 
 
 def test_kept_ids_hold_specials_unk_and_the_lowest_score(unigram_dir):
     kept = kept_token_ids(unigram_dir, TEXTS)
     names = {PIECES[i][0] for i in kept}
     assert {"<s>", "<pad>", "</s>", "<unk>", "<mask>"} <= names
-    assert "zz" in names                               # lowest score: fixes the unknown-character penalty
-    assert not names & {"▁bird", "▁fish"}             # never produced by the texts
+    assert "zz" in names  # lowest score: fixes the unknown-character penalty
+    assert not names & {"▁bird", "▁fish"}  # never produced by the texts
     assert {"▁cat", "▁sat", "▁dog", "▁日本", "語"} <= names
 
 
@@ -144,8 +195,8 @@ def test_trimmed_model_dir_is_cached_by_content_and_kept_ids(unigram_dir, tmp_pa
     assert_same_tokenisation(unigram_dir, first, TEXTS)
 
     monkeypatch.setattr(vocab_trim, "write_trimmed", lambda *a, **k: pytest.fail("must reuse the cached folder"))
-    assert trimmed_model_dir(unigram_dir, TEXTS, tmp_path / "cache") == first            # same texts
-    assert trimmed_model_dir(unigram_dir, TEXTS[::-1], tmp_path / "cache") == first      # same kept ids
+    assert trimmed_model_dir(unigram_dir, TEXTS, tmp_path / "cache") == first  # same texts
+    assert trimmed_model_dir(unigram_dir, TEXTS[::-1], tmp_path / "cache") == first  # same kept ids
     monkeypatch.undo()
     other = trimmed_model_dir(unigram_dir, TEXTS + ["bird"], tmp_path / "cache")
     assert other != first and (other / ".complete").is_file()
@@ -173,8 +224,10 @@ def pawsx_pairs(lang: str, n: int) -> list[tuple[str, str]]:
         return [(row[1], row[2]) for _, row in zip(range(n), rows)]
 
 
-@pytest.mark.skipif(os.environ.get("FRKIT_REAL_MODEL") != "1" or not PAWSX.is_dir(),
-                    reason="set FRKIT_REAL_MODEL=1 (and have PAWS-X) to trim the real multilingual-e5-small")
+@pytest.mark.skipif(
+    os.environ.get("FRKIT_REAL_MODEL") != "1" or not PAWSX.is_dir(),
+    reason="set FRKIT_REAL_MODEL=1 (and have PAWS-X) to trim the real multilingual-e5-small",
+)
 def test_real_e5_trimmed_on_pawsx_is_identical(tmp_path):
     from frkit.models.offline_e5 import ensure_offline_e5
 

@@ -21,6 +21,7 @@ Choices, and the paper text behind them:
   the default ``"mean"`` sums over k, averages over the real tokens of the batch and over layers,
   so the weight of Eq. 10 does not depend on batch size, sequence length or depth.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -43,15 +44,18 @@ def old_adapter_scores(student: torch.Tensor, n_old: int, renormalise: bool = Fa
     return omega
 
 
-def attention_kl(teacher: torch.Tensor, student_old: torch.Tensor, mask: torch.Tensor | None = None,
-                 reduction: str = "mean") -> torch.Tensor:
+def attention_kl(
+    teacher: torch.Tensor, student_old: torch.Tensor, mask: torch.Tensor | None = None, reduction: str = "mean"
+) -> torch.Tensor:
     """Eq. 9 for one layer: Σ_{i,j,k} Ω log(Ω/ω) over real tokens ("sum"), or / #real tokens ("mean").
 
     teacher Ω_{t-1} and student_old ω_t: [batch, seq, t-1]; mask: [batch, seq], 1 = real token.
     """
     if teacher.shape != student_old.shape:
-        raise ValueError(f"teacher scores {tuple(teacher.shape)} vs student old-adapter scores "
-                         f"{tuple(student_old.shape)}: expected the same [batch, seq, t-1]")
+        raise ValueError(
+            f"teacher scores {tuple(teacher.shape)} vs student old-adapter scores "
+            f"{tuple(student_old.shape)}: expected the same [batch, seq, t-1]"
+        )
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction {reduction!r}: expected one of {REDUCTIONS}")
     teacher = teacher.detach().float()  # fixed (Ψ_{t-1} frozen); float32: bf16 logs are too coarse
@@ -65,9 +69,13 @@ def attention_kl(teacher: torch.Tensor, student_old: torch.Tensor, mask: torch.T
     return total if reduction == "sum" else total / mask.sum().clamp_min(1.0)
 
 
-def attention_distillation_loss(teacher: Mapping[int, torch.Tensor], student: Mapping[int, torch.Tensor],
-                                mask: torch.Tensor | None = None, renormalise: bool = False,
-                                reduction: str = "mean") -> torch.Tensor:
+def attention_distillation_loss(
+    teacher: Mapping[int, torch.Tensor],
+    student: Mapping[int, torch.Tensor],
+    mask: torch.Tensor | None = None,
+    renormalise: bool = False,
+    reduction: str = "mean",
+) -> torch.Tensor:
     """L_AD (Eq. 9) over all fusion layers: teacher {layer: Ω_{t-1}}, student {layer: Ω_t}.
 
     The student has one more adapter than the teacher (t vs t-1): ω_t is its first t-1 scores.
@@ -84,16 +92,19 @@ def _layer_losses(teacher, student, mask, renormalise: bool, reduction: str) -> 
     for layer in sorted(teacher):
         n_old = teacher[layer].shape[-1]
         if student[layer].shape[-1] != n_old + 1:
-            raise ValueError(f"layer {layer}: student fuses {student[layer].shape[-1]} adapters, teacher "
-                             f"{n_old}; expected the student over the teacher's adapters plus the new one")
+            raise ValueError(
+                f"layer {layer}: student fuses {student[layer].shape[-1]} adapters, teacher "
+                f"{n_old}; expected the student over the teacher's adapters plus the new one"
+            )
         omega = old_adapter_scores(student[layer], n_old, renormalise)
         losses.append(attention_kl(teacher[layer], omega, mask, reduction))
     stacked = torch.stack(losses)
     return stacked.sum() if reduction == "sum" else stacked.mean()
 
 
-def total_loss(task_loss: torch.Tensor | None = None, ad_loss: torch.Tensor | None = None,
-               ad_weight: float = 1.0) -> torch.Tensor:
+def total_loss(
+    task_loss: torch.Tensor | None = None, ad_loss: torch.Tensor | None = None, ad_weight: float = 1.0
+) -> torch.Tensor:
     """Eq. 10: L_total = L_t + λ·L_AD (the paper: λ = 1).
 
     Eq. 11 / Algorithm 1: with translation, a batch from D_t contributes its cross-entropy L_t

@@ -5,6 +5,7 @@ B A), Eq. 5 (projection) and Eq. 9 (fusion scores) would silently run in bf16, w
 blurs exactly the small quantities these equations weigh. Every function of ``frkit.core`` that does
 such math enters :func:`full_precision` and casts its inputs to float32.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -16,6 +16,7 @@ bare PeftModel it maps to ``encoder.layer.0.attention.self.query.weight``.
 
 peft is duck-typed (``lora_A``/``lora_B``/``scaling``/``get_base_layer``), so core imports no HF code.
 """
+
 from __future__ import annotations
 
 import re
@@ -129,6 +130,8 @@ def lora_factors(model: nn.Module, adapter_name: str) -> dict[str, tuple[Tensor,
 
 def _is_lora_layer(module: nn.Module) -> bool:
     # _modules lookups, not hasattr: this runs for every module at every training step
-    return isinstance(module._modules.get("lora_A"), nn.ModuleDict) and "lora_B" in module._modules and hasattr(
-        module, "scaling"
+    return (
+        isinstance(module._modules.get("lora_A"), nn.ModuleDict)
+        and "lora_B" in module._modules
+        and hasattr(module, "scaling")
     )

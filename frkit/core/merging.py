@@ -8,6 +8,7 @@ every entry, the task vector value of largest magnitude across tasks, and applie
 Taking the maximum is associative, so the merge is kept incrementally (one merged vector, not every tau_k):
 max_magnitude(merged_{t-1}, tau_t) equals the merge over tau_1..tau_t. Ties keep the earlier task's value.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -63,8 +64,9 @@ def vector_norm(tau: Mapping[str, Tensor]) -> float:
     return float(torch.sqrt(sum((v.float() ** 2).sum() for v in tau.values())))
 
 
-def opcm_step(merged: Mapping[str, Tensor] | None, tau: Mapping[str, Tensor], state: dict, alpha: float,
-              projected: set[str]) -> dict[str, Tensor]:
+def opcm_step(
+    merged: Mapping[str, Tensor] | None, tau: Mapping[str, Tensor], state: dict, alpha: float, projected: set[str]
+) -> dict[str, Tensor]:
     """One OPCM merge; ``state`` ({"lambda": float, "norms": [float]}) is updated in place.
 
     ``projected``: the keys of Linear weights (the SVD projection); every other entry is added as it is.
@@ -74,8 +76,10 @@ def opcm_step(merged: Mapping[str, Tensor] | None, tau: Mapping[str, Tensor], st
         state["lambda"] = 1.0
         return {k: v.float().clone() for k, v in tau.items()}
     previous = state["lambda"]
-    combined = {k: previous * m + (opcm_clean(m, tau[k], alpha) if k in projected else tau[k].float())
-                for k, m in merged.items()}
+    combined = {
+        k: previous * m + (opcm_clean(m, tau[k], alpha) if k in projected else tau[k].float())
+        for k, m in merged.items()
+    }
     average = sum(state["norms"]) / len(state["norms"])
     state["lambda"] = vector_norm(combined) / average
     return {k: v / state["lambda"] for k, v in combined.items()}

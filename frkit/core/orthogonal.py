@@ -9,6 +9,7 @@ as O-LoRA's released training code computes them (entry-wise absolute values; la
 
 L_orth is 0 exactly when the new adapter's input subspace (rows of A_t) is orthogonal to every older one.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -18,7 +19,9 @@ from torch import Tensor
 
 
 def orthogonality_loss(older: Iterable[Mapping[str, Tensor]], new: Mapping[str, Tensor]) -> Tensor:
-    """sum over older adapters and weights of |A_old A_new^T| summed entry-wise; older: [{weight: A_k}], new: {weight: A_t}."""
+    """sum over older adapters and weights of |A_old A_new^T| summed entry-wise.
+
+    older: [{weight: A_k}], new: {weight: A_t}."""
     terms = []
     for old in older:
         missing = sorted(set(new) - set(old))

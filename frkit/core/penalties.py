@@ -6,6 +6,7 @@ Both penalties are a weighted sum of squares sum_i w_i x_i^2 with w >= 0; it is 
 backward 2 w x, so adding a penalty to a training step costs a few memory passes over the
 penalised tensors, not ~4 kernels and temporaries per parameter tensor each way.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -120,7 +121,10 @@ def fr_penalty_precomputed(delta_w: Mapping[str, Tensor], inv_fisher: Mapping[st
 
 
 def combine_fisher(
-    old: Mapping[str, Tensor] | None, new: Mapping[str, Tensor], mode: str = "latest", step: int | None = None,
+    old: Mapping[str, Tensor] | None,
+    new: Mapping[str, Tensor],
+    mode: str = "latest",
+    step: int | None = None,
     decay: float = 1.0,
 ) -> dict[str, Tensor]:
     """The Fisher the next marketplace's Eq. 2 uses, from the one carried so far and the new one.
@@ -163,7 +167,9 @@ def _weighted_squares(weights: list[Tensor], anchors: list[Tensor] | None, xs: l
     except RuntimeError:  # name the culprit instead of a foreach shape error
         for n, r, x in zip(names, roots, xs):
             if r.shape != x.shape:
-                raise ValueError(f"{n}: weights of shape {tuple(r.shape)} for a tensor of shape {tuple(x.shape)}")
+                raise ValueError(
+                    f"{n}: weights of shape {tuple(r.shape)} for a tensor of shape {tuple(x.shape)}"
+                ) from None
         raise
 
 

@@ -22,6 +22,7 @@ Together  Delta W_t' = P(B_M) Delta W_t P(A_M^T):  the old update restricted to 
 input subspaces the latest adapter uses. This is invariant to the factorisation gauge
 (B G, G^{-1} A) of either adapter. DoRA magnitudes are left as they are.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -2,6 +2,7 @@
 
 ``load_marketplaces`` is the one entry point; the rest is exported for notebooks and tests.
 """
+
 from frkit.data.esci import LOCALES as ESCI_LOCALES
 from frkit.data.esci import load_esci
 from frkit.data.hub import HUB_DATASETS, esci_from_hub, load_hub, pawsx_from_hub
@@ -14,8 +15,25 @@ from frkit.data.table import load_tables, read_table, to_pairs
 from frkit.data.validate import SOURCES, check_marketplace, check_marketplaces
 
 __all__ = [
-    "COLUMNS", "ESCI_LOCALES", "HUB_DATASETS", "PAWSX_LANGUAGES", "SOURCES", "SPLITS", "Marketplace",
-    "carve_validation", "check_marketplace", "check_marketplaces", "esci_from_hub", "load_esci", "load_hub",
-    "load_marketplaces", "load_pawsx", "load_tables", "pawsx_from_hub", "read_table", "subsample",
-    "subsample_marketplaces", "to_pairs",
+    "COLUMNS",
+    "ESCI_LOCALES",
+    "HUB_DATASETS",
+    "PAWSX_LANGUAGES",
+    "SOURCES",
+    "SPLITS",
+    "Marketplace",
+    "carve_validation",
+    "check_marketplace",
+    "check_marketplaces",
+    "esci_from_hub",
+    "load_esci",
+    "load_hub",
+    "load_marketplaces",
+    "load_pawsx",
+    "load_tables",
+    "pawsx_from_hub",
+    "read_table",
+    "subsample",
+    "subsample_marketplaces",
+    "to_pairs",
 ]

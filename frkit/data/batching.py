@@ -7,6 +7,7 @@ of ``bucket_batches`` batches the rows are sorted by length and cut into batches
 shuffled. Every row comes once per epoch, batches stay random in content, and a run with the same seed
 draws the same batches (a resumed run replays exactly what it would have done).
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -21,9 +22,7 @@ class PairDataset(Dataset):
     """(text_a, text_b, label) rows tokenised once as pairs, truncated to ``max_length``."""
 
     def __init__(self, table: pd.DataFrame, tokenizer, max_length: int):
-        enc = tokenizer(
-            table["text_a"].tolist(), table["text_b"].tolist(), truncation=True, max_length=max_length
-        )
+        enc = tokenizer(table["text_a"].tolist(), table["text_b"].tolist(), truncation=True, max_length=max_length)
         self.features = [{k: enc[k][i] for k in enc.keys()} for i in range(len(table))]
         for row, (feat, label) in enumerate(zip(self.features, table["label"].astype(int).tolist())):
             feat["labels"] = label
@@ -81,9 +80,17 @@ class LengthBucketBatches(Sampler[list[int]]):
             yield batches[b]
 
 
-def make_loader(table: pd.DataFrame, tokenizer, max_length: int, batch_size: int, shuffle: bool, seed: int = 0,
-                length_batching: bool = True, dataset: PairDataset | None = None,
-                shard: tuple[int, int] | None = None) -> DataLoader:
+def make_loader(
+    table: pd.DataFrame,
+    tokenizer,
+    max_length: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    length_batching: bool = True,
+    dataset: PairDataset | None = None,
+    shard: tuple[int, int] | None = None,
+) -> DataLoader:
     """Batches of ``table``: shuffled (seeded) for training, in order for evaluation; grouped by length unless
     ``length_batching`` is off. ``dataset`` reuses an already tokenised table.
 
@@ -96,8 +103,11 @@ def make_loader(table: pd.DataFrame, tokenizer, max_length: int, batch_size: int
     generator = torch.Generator().manual_seed(seed) if shuffle else None  # seeded: resumed runs replay the order
     if length_batching:
         generator = None  # the length samplers carry their own seed
-        sampler = (LengthBucketBatches(dataset.lengths, batch_size, seed) if shuffle
-                   else SortedBatches(dataset.lengths, batch_size))
+        sampler = (
+            LengthBucketBatches(dataset.lengths, batch_size, seed)
+            if shuffle
+            else SortedBatches(dataset.lengths, batch_size)
+        )
     elif shard is None:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
     else:  # the global batches one process draws (the DataLoader draws its worker seed from the generator first)
@@ -114,8 +124,15 @@ class TableLoaders:
     """A run's loaders: ``loaders(table, train, seed)``, each table tokenised once per run (the test sets are scored
     after every marketplace). ``shard=(rank, world)``: a data-parallel launch's share (``make_loader``)."""
 
-    def __init__(self, tokenizer, max_length: int, batch_size: int, eval_batch_size: int, length_batching: bool = True,
-                 shard: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        max_length: int,
+        batch_size: int,
+        eval_batch_size: int,
+        length_batching: bool = True,
+        shard: tuple[int, int] | None = None,
+    ):
         self.tokenizer, self.max_length = tokenizer, max_length
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.length_batching, self.shard = length_batching, shard
@@ -127,8 +144,17 @@ class TableLoaders:
 
     def __call__(self, table: pd.DataFrame, train: bool, seed: int = 0) -> DataLoader:
         size = self.batch_size if train else self.eval_batch_size
-        return make_loader(table, self.tokenizer, self.max_length, size, shuffle=train, seed=seed,
-                           length_batching=self.length_batching, dataset=self.tokenised(table), shard=self.shard)
+        return make_loader(
+            table,
+            self.tokenizer,
+            self.max_length,
+            size,
+            shuffle=train,
+            seed=seed,
+            length_batching=self.length_batching,
+            dataset=self.tokenised(table),
+            shard=self.shard,
+        )
 
     def tokenised(self, table: pd.DataFrame) -> PairDataset:
         key = id(table)

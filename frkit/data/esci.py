@@ -3,6 +3,7 @@
 text_a = query, text_b = product_title, E/S -> 1 and C/I -> 0; train/test from the release's ``split``
 column; validation = a seeded share of the train *queries* (all products of a query on one side).
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,13 @@ PRODUCTS_FILE = "shopping_queries_dataset_products.parquet"
 EXAMPLE_COLUMNS = ("query", "query_id", "product_id", "product_locale", "esci_label", "small_version", "split")
 PRODUCT_COLUMNS = ("product_id", "product_locale", "product_title")
 KEYS = ["product_locale", "product_id"]  # product ids repeat across locales with different titles
-RAW_COLUMNS = {"id": "pair_id", "text_a": "query", "text_b": "product_title", "label": "esci_label",
-               "group": "query_id"}
+RAW_COLUMNS = {
+    "id": "pair_id",
+    "text_a": "query",
+    "text_b": "product_title",
+    "label": "esci_label",
+    "group": "query_id",
+}
 
 
 def _read_parquet(file: Path, columns: tuple[str, ...], locales: list[str], what: str) -> pd.DataFrame:
@@ -54,35 +60,48 @@ def join_products(examples: pd.DataFrame, products: pd.DataFrame, where: str) ->
     return joined.drop(columns="_merge")
 
 
-def esci_marketplaces(joined: pd.DataFrame, locales: list[str], *, small_version: bool, validation_fraction: float,
-                      seed: int, where: str) -> list[Marketplace]:
+def esci_marketplaces(
+    joined: pd.DataFrame, locales: list[str], *, small_version: bool, validation_fraction: float, seed: int, where: str
+) -> list[Marketplace]:
     """Examples joined with titles (and a ``split`` column) -> one marketplace per locale, in order."""
     if small_version:
         joined = joined[joined["small_version"].astype("int64") == 1]
     splits = set(joined["split"].unique())
     if not splits <= {"train", "test"}:
-        raise FrkitInputError(f"{where}: column 'split' has value(s) {sorted(splits - {'train', 'test'})}; "
-                              "expected 'train' or 'test'")
+        raise FrkitInputError(
+            f"{where}: column 'split' has value(s) {sorted(splits - {'train', 'test'})}; expected 'train' or 'test'"
+        )
     joined = joined.assign(pair_id=joined["query_id"].astype(str) + ":" + joined["product_id"].astype(str))
     found_locales = sorted(joined["product_locale"].unique())
     out = []
     for locale in locales:
         rows = joined[joined["product_locale"] == locale]
         if rows.empty:
-            raise FrkitInputError(f"{where}: no rows for locale {locale!r} (small_version filter "
-                                  f"{'on' if small_version else 'off'}); locales found: {found_locales}")
+            raise FrkitInputError(
+                f"{where}: no rows for locale {locale!r} (small_version filter "
+                f"{'on' if small_version else 'off'}); locales found: {found_locales}"
+            )
         pairs = to_pairs(rows, RAW_COLUMNS, f"{where} (locale {locale!r})", labels="esci", keep=("group",))
         is_train = (rows["split"] == "train").to_numpy()
-        train, validation = carve_validation(pairs[is_train], validation_fraction, seed,
-                                             groups=pairs.loc[is_train, "group"])
-        out.append(Marketplace(name=locale, language=LOCALES[locale], train=train[list(COLUMNS)],
-                               validation=validation[list(COLUMNS)],
-                               test=pairs[~is_train][list(COLUMNS)].reset_index(drop=True), group="query_id"))
+        train, validation = carve_validation(
+            pairs[is_train], validation_fraction, seed, groups=pairs.loc[is_train, "group"]
+        )
+        out.append(
+            Marketplace(
+                name=locale,
+                language=LOCALES[locale],
+                train=train[list(COLUMNS)],
+                validation=validation[list(COLUMNS)],
+                test=pairs[~is_train][list(COLUMNS)].reset_index(drop=True),
+                group="query_id",
+            )
+        )
     return out
 
 
-def load_esci(path: str | Path, locales: list[str], *, small_version: bool = True, validation_fraction: float = 0.2,
-              seed: int = 0) -> list[Marketplace]:
+def load_esci(
+    path: str | Path, locales: list[str], *, small_version: bool = True, validation_fraction: float = 0.2, seed: int = 0
+) -> list[Marketplace]:
     """ESCI marketplaces in the order of ``locales`` (among LOCALES, checked by the caller)."""
     root = require_dir(Path(path), "ESCI (shopping_queries_dataset)")
     examples = _read_parquet(root / EXAMPLES_FILE, EXAMPLE_COLUMNS, locales, "examples")
@@ -92,5 +111,11 @@ def load_esci(path: str | Path, locales: list[str], *, small_version: bool = Tru
         raise FrkitInputError(f"ESCI {root / EXAMPLES_FILE}: no rows for locale(s) {absent}; locales found: {found}")
     products = _read_parquet(root / PRODUCTS_FILE, PRODUCT_COLUMNS, locales, "products")
     joined = join_products(examples, products, f"ESCI {root / EXAMPLES_FILE}")
-    return esci_marketplaces(joined, locales, small_version=small_version, validation_fraction=validation_fraction,
-                             seed=seed, where=f"ESCI {root / EXAMPLES_FILE}")
+    return esci_marketplaces(
+        joined,
+        locales,
+        small_version=small_version,
+        validation_fraction=validation_fraction,
+        seed=seed,
+        where=f"ESCI {root / EXAMPLES_FILE}",
+    )

@@ -4,6 +4,7 @@ Kept thin: ``load_dataset`` fetches, and the rest is the file loaders' own code 
 parallel id split of PAWS-X, the query-grouped split of ESCI). ``pawsx_from_hub`` and
 ``esci_from_hub`` take in-memory ``DatasetDict``s so they are testable without the Hub.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,8 +50,15 @@ def _split_frame(dsdict: Mapping, split: str, where: str) -> pd.DataFrame:
     return dsdict[split].to_pandas()
 
 
-def pawsx_from_hub(by_lang: Mapping[str, Mapping], *, train_split: str = "auto", validation_fraction: float = 0.2,
-                   seed: int = 0, name: str = HUB_DATASETS["pawsx"], pairs: str = "disjoint") -> list[Marketplace]:
+def pawsx_from_hub(
+    by_lang: Mapping[str, Mapping],
+    *,
+    train_split: str = "auto",
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+    name: str = HUB_DATASETS["pawsx"],
+    pairs: str = "disjoint",
+) -> list[Marketplace]:
     """{lang: DatasetDict(train, validation, test)} -> marketplaces, split as the PAWS-X files are.
 
     ``train_split`` "auto" = "train" (machine-translated); "validation" mirrors training on dev_2k.
@@ -69,12 +77,20 @@ def pawsx_from_hub(by_lang: Mapping[str, Mapping], *, train_split: str = "auto",
             frame = drop_placeholders(frame[~unlabeled], where, also_empty=True)
             frames.append(to_pairs(frame, RAW_COLUMNS, where, labels="binary"))
         raw[lang] = {"train": frames[0], "test": frames[1]}
-    return parallel_marketplaces(raw, pairs=pairs, validation_fraction=validation_fraction, seed=seed,
-                                 source=f"Hub {name}")
+    return parallel_marketplaces(
+        raw, pairs=pairs, validation_fraction=validation_fraction, seed=seed, source=f"Hub {name}"
+    )
 
 
-def esci_from_hub(dsdict: Mapping, locales: list[str], *, small_version: bool = True, validation_fraction: float = 0.2,
-                  seed: int = 0, name: str = HUB_DATASETS["esci"]) -> list[Marketplace]:
+def esci_from_hub(
+    dsdict: Mapping,
+    locales: list[str],
+    *,
+    small_version: bool = True,
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+    name: str = HUB_DATASETS["esci"],
+) -> list[Marketplace]:
     """DatasetDict(train, test) of joined ESCI rows -> marketplaces, via the file loader's own code."""
     frames = []
     for split in ("train", "test"):
@@ -87,13 +103,28 @@ def esci_from_hub(dsdict: Mapping, locales: list[str], *, small_version: bool = 
         ds = ds.select_columns(list(ESCI_HUB_COLUMNS))
         ds = ds.filter(lambda batch: [loc in locales for loc in batch], input_columns="product_locale", batched=True)
         frames.append(ds.to_pandas().assign(split=split))
-    return esci_marketplaces(pd.concat(frames, ignore_index=True), locales, small_version=small_version,
-                             validation_fraction=validation_fraction, seed=seed, where=f"Hub dataset {name}")
+    return esci_marketplaces(
+        pd.concat(frames, ignore_index=True),
+        locales,
+        small_version=small_version,
+        validation_fraction=validation_fraction,
+        seed=seed,
+        where=f"Hub dataset {name}",
+    )
 
 
-def load_hub(path: str | None, names: list[str], *, kind: str, train_split: str = "auto",
-             small_version: bool = True, validation_fraction: float = 0.2, seed: int = 0,
-             load_dataset: Callable | None = None, pairs: str = "disjoint") -> list[Marketplace]:
+def load_hub(
+    path: str | None,
+    names: list[str],
+    *,
+    kind: str,
+    train_split: str = "auto",
+    small_version: bool = True,
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+    load_dataset: Callable | None = None,
+    pairs: str = "disjoint",
+) -> list[Marketplace]:
     """Fetch with ``datasets.load_dataset`` (or the given stand-in) and normalise. Needs the Hub or its cache."""
     if load_dataset is None:
         from datasets import load_dataset  # imported here: only this source needs it
@@ -105,7 +136,14 @@ def load_hub(path: str | None, names: list[str], *, kind: str, train_split: str 
             raise FrkitInputError(f"Hub dataset {path!r} {list(config) or ''} could not be loaded: {err}") from err
 
     if kind == "pawsx":
-        return pawsx_from_hub({lang: fetch(lang) for lang in names}, train_split=train_split,
-                              validation_fraction=validation_fraction, seed=seed, name=path, pairs=pairs)
-    return esci_from_hub(fetch(), names, small_version=small_version, validation_fraction=validation_fraction,
-                         seed=seed, name=path)
+        return pawsx_from_hub(
+            {lang: fetch(lang) for lang in names},
+            train_split=train_split,
+            validation_fraction=validation_fraction,
+            seed=seed,
+            name=path,
+            pairs=pairs,
+        )
+    return esci_from_hub(
+        fetch(), names, small_version=small_version, validation_fraction=validation_fraction, seed=seed, name=path
+    )

@@ -1,4 +1,5 @@
 """The single entry point: ``load_marketplaces`` for every source, validated, in the requested order."""
+
 from __future__ import annotations
 
 import logging
@@ -90,8 +91,15 @@ def load_marketplaces(
     else:
         kind, dataset_id = resolve_hub(str(path) if path else None, hub_kind)
         names = check_names(marketplaces, KNOWN_NAMES[kind], f"Hub {kind} name")
-        loaded = load_hub(dataset_id, names, kind=kind, train_split=train_file, small_version=small_version,
-                          pairs=parallel_pairs, **common)
+        loaded = load_hub(
+            dataset_id,
+            names,
+            kind=kind,
+            train_split=train_file,
+            small_version=small_version,
+            pairs=parallel_pairs,
+            **common,
+        )
         parallel = kind == "pawsx"
     loaded = subsample_marketplaces(loaded, **limits, seed=seed, parallel=parallel)
     check_marketplaces(loaded)

@@ -1,4 +1,5 @@
 """The unit of continual learning: one marketplace (one language) and its three tables."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

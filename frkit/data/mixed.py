@@ -3,6 +3,7 @@
 Attention Distillation trains on batches of the new language (task loss) and batches translated into
 older languages (distillation loss); the loss function reads ``batch["source"]`` to tell them apart.
 """
+
 from __future__ import annotations
 
 import random

@@ -12,6 +12,7 @@ Test sets stay whole in every language: their ids are in no train split, so noth
 test set keeps the AUC's standard error small. Every marketplace also carries ``parallel_corpus``, all
 of its language's non-test pairs, where a translation of another marketplace's pair is looked up.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,9 +39,14 @@ def pair_shares(ids, names: list[str], seed: int) -> dict[str, set[str]]:
     return shares
 
 
-def parallel_marketplaces(raw: dict[str, dict[str, pd.DataFrame]], *, pairs: str = "disjoint",
-                          validation_fraction: float = 0.2, seed: int = 0, source: str = "parallel corpus"
-                          ) -> list[Marketplace]:
+def parallel_marketplaces(
+    raw: dict[str, dict[str, pd.DataFrame]],
+    *,
+    pairs: str = "disjoint",
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+    source: str = "parallel corpus",
+) -> list[Marketplace]:
     """{lang: {"train": ..., "test": ...[, "validation": ...]}} -> marketplaces, in the order of ``raw``.
 
     Without a "validation" table, validation is carved from train by id (``validation_fraction``).
@@ -52,8 +58,12 @@ def parallel_marketplaces(raw: dict[str, dict[str, pd.DataFrame]], *, pairs: str
     for lang, tables in raw.items():
         train = tables["train"]
         leaked = train["id"].isin(test_ids)
-        log.info("%s %s: dropped %d train rows whose pair id is in a selected language's test set",
-                 source, lang, int(leaked.sum()))
+        log.info(
+            "%s %s: dropped %d train rows whose pair id is in a selected language's test set",
+            source,
+            lang,
+            int(leaked.sum()),
+        )
         train = train[~leaked]
         if "validation" in tables:
             validation = tables["validation"][~tables["validation"]["id"].isin(test_ids)]
@@ -70,9 +80,21 @@ def parallel_marketplaces(raw: dict[str, dict[str, pd.DataFrame]], *, pairs: str
         if shares is not None:
             train = train[train["id"].isin(shares[lang])].reset_index(drop=True)
             validation = validation[validation["id"].isin(shares[lang])].reset_index(drop=True)
-            log.info("%s %s: its disjoint share holds %d train and %d validation pairs", source, lang,
-                     len(train), len(validation))
-        out.append(Marketplace(name=lang, language=lang, train=train[list(COLUMNS)],
-                               validation=validation[list(COLUMNS)],
-                               test=raw[lang]["test"][list(COLUMNS)].reset_index(drop=True), parallel_corpus=corpus))
+            log.info(
+                "%s %s: its disjoint share holds %d train and %d validation pairs",
+                source,
+                lang,
+                len(train),
+                len(validation),
+            )
+        out.append(
+            Marketplace(
+                name=lang,
+                language=lang,
+                train=train[list(COLUMNS)],
+                validation=validation[list(COLUMNS)],
+                test=raw[lang]["test"][list(COLUMNS)].reset_index(drop=True),
+                parallel_corpus=corpus,
+            )
+        )
     return out

@@ -4,6 +4,7 @@ The languages are parallel (one id = one English pair and its translations): the
 for all languages at once, and ``pairs`` gives each marketplace its own share of them or all of them
 (``frkit/data/parallel.py``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,7 +53,7 @@ def read_pawsx_file(file: Path, what: str) -> pd.DataFrame:
 
 
 def resolve_train_file(folder: Path, train_file: str) -> Path:
-    """"auto": translated_train.tsv / train.tsv where present, else dev_2k.tsv; otherwise the named file."""
+    """ "auto": translated_train.tsv / train.tsv where present, else dev_2k.tsv; otherwise the named file."""
     if train_file != "auto":
         return folder / train_file
     for name in TRAIN_FILES:
@@ -61,8 +62,15 @@ def resolve_train_file(folder: Path, train_file: str) -> Path:
     return folder / DEV_FILE
 
 
-def load_pawsx(path: str | Path, langs: list[str], *, train_file: str = "auto", validation_fraction: float = 0.2,
-               seed: int = 0, pairs: str = "disjoint") -> list[Marketplace]:
+def load_pawsx(
+    path: str | Path,
+    langs: list[str],
+    *,
+    train_file: str = "auto",
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+    pairs: str = "disjoint",
+) -> list[Marketplace]:
     """PAWS-X marketplaces in the order of ``langs`` (codes among LANGUAGES, checked by the caller)."""
     root = require_dir(Path(path), "PAWS-X release (x-final)")
     raw = {}

@@ -4,6 +4,7 @@ Both work on a stable hash of (seed, purpose, key) instead of a random generator
 one pair id does not depend on which other rows are present: the same PAWS-X id goes to validation
 (or into a subsample) in every language, and a re-run with the same seed gets the same rows.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,7 +21,8 @@ def stable_unit(keys: Sequence[str], seed: int, purpose: str) -> np.ndarray:
     salt = f"{seed}\x1f{purpose}\x1f"
     ints = np.fromiter(
         (int.from_bytes(hashlib.blake2b((salt + str(k)).encode(), digest_size=8).digest(), "big") for k in keys),
-        dtype=np.uint64, count=len(keys),
+        dtype=np.uint64,
+        count=len(keys),
     )
     return ints / float(2**64)
 
@@ -31,8 +33,9 @@ def _unit_per_row(keys: pd.Series, seed: int, purpose: str) -> np.ndarray:
     return stable_unit(list(uniques), seed, purpose)[codes]
 
 
-def carve_validation(table: pd.DataFrame, fraction: float, seed: int,
-                     groups: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def carve_validation(
+    table: pd.DataFrame, fraction: float, seed: int, groups: pd.Series | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split ``table`` into (train, validation) with about ``fraction`` of the keys in validation.
 
     The key is ``groups`` (e.g. ESCI query_id: no query on both sides) or else the pair id.
@@ -79,18 +82,28 @@ def subsample(tables: Sequence[pd.DataFrame], n: int | None, seed: int, parallel
             out.append(table)
             continue
         quota = stratified_quota(pooled or table["label"].value_counts().to_dict(), n)
-        order = pd.DataFrame({
-            "rest": ~table["id"].isin(common) if parallel else False,
-            "unit": _unit_per_row(table["id"], seed, "sample"),
-            "label": table["label"].to_numpy(),
-        }, index=table.index).sort_values(["rest", "unit"], kind="stable")
+        order = pd.DataFrame(
+            {
+                "rest": ~table["id"].isin(common) if parallel else False,
+                "unit": _unit_per_row(table["id"], seed, "sample"),
+                "label": table["label"].to_numpy(),
+            },
+            index=table.index,
+        ).sort_values(["rest", "unit"], kind="stable")
         keep = pd.concat([order.index[order["label"] == c][: quota.get(c, 0)].to_series() for c in sorted(quota)])
         out.append(table.loc[sorted(keep)].reset_index(drop=True))
     return out
 
 
-def subsample_marketplaces(marketplaces: list[Marketplace], *, max_train: int | None, max_validation: int | None,
-                           max_test: int | None, seed: int, parallel: bool) -> list[Marketplace]:
+def subsample_marketplaces(
+    marketplaces: list[Marketplace],
+    *,
+    max_train: int | None,
+    max_validation: int | None,
+    max_test: int | None,
+    seed: int,
+    parallel: bool,
+) -> list[Marketplace]:
     """Apply ``subsample`` to every split of every marketplace (after splitting, so splits stay disjoint)."""
     limits = {"train": max_train, "validation": max_validation, "test": max_test}
     for split, n in limits.items():

@@ -3,6 +3,7 @@
 ``to_pairs`` is the one normalisation step every source goes through (PAWS-X, ESCI, the Hub, a team's
 own files), so labels, ids and text are checked the same way everywhere.
 """
+
 from __future__ import annotations
 
 import csv
@@ -48,7 +49,9 @@ def read_table(file: Path, what: str = "table") -> pd.DataFrame:
     if suffix in (".csv", ".tsv"):
         check_one_row_per_line(raw, file, sep, what)
         return raw
-    raise FrkitInputError(f"{what} file {file}: unsupported extension {suffix!r}; expected one of {list(TABLE_SUFFIXES)}")
+    raise FrkitInputError(
+        f"{what} file {file}: unsupported extension {suffix!r}; expected one of {list(TABLE_SUFFIXES)}"
+    )
 
 
 def check_one_row_per_line(raw: pd.DataFrame, file: Path, sep: str, what: str = "table") -> None:
@@ -69,13 +72,15 @@ def check_one_row_per_line(raw: pd.DataFrame, file: Path, sep: str, what: str = 
             if i == row:
                 break
     raise FrkitInputError(
-        f"{what} file {file}: data row {row + 1} runs over lines {first}-{last}: a field opened with a quote (\") "
+        f'{what} file {file}: data row {row + 1} runs over lines {first}-{last}: a field opened with a quote (") '
         f"takes in the line break(s) after it, merging {last - first} following line(s) into this row (a stray "
-        "quote?); expected one row per line: remove the quote, or close it in the same line")
+        "quote?); expected one row per line: remove the quote, or close it in the same line"
+    )
 
 
-def to_pairs(raw: pd.DataFrame, mapping: Mapping[str, str], where: str, labels: str = "any",
-             keep: tuple[str, ...] = ()) -> pd.DataFrame:
+def to_pairs(
+    raw: pd.DataFrame, mapping: Mapping[str, str], where: str, labels: str = "any", keep: tuple[str, ...] = ()
+) -> pd.DataFrame:
     """Rename ``raw``'s columns per ``mapping`` (our name -> theirs) to the pair schema, and check it.
 
     ``labels`` picks the accepted label vocabulary ("binary", "esci" or "any"); ``keep`` names extra
@@ -121,8 +126,9 @@ def _check_spec(name: str, spec) -> dict[str, str]:
 def check_table_options(names: list[str], tables, columns) -> tuple[dict[str, dict], dict[str, str]]:
     """Validate ``tables`` / ``columns`` before any file is read."""
     if not tables or not isinstance(tables, Mapping):
-        raise FrkitInputError("source 'table' needs tables={name: {language, train, test[, validation]}}, got "
-                              f"{tables!r}")
+        raise FrkitInputError(
+            f"source 'table' needs tables={{name: {{language, train, test[, validation]}}}}, got {tables!r}"
+        )
     check_names(names, list(tables), "table marketplace")
     return {n: _check_spec(n, tables[n]) for n in names}, _check_columns(columns)
 
@@ -132,8 +138,9 @@ def _read_pairs(root: Path, file: str, mapping: dict[str, str], keep: tuple[str,
     return to_pairs(read_table(path), mapping, f"table {path}", labels="any", keep=keep)
 
 
-def load_tables(path: str | None, names: list[str], tables, columns, *, validation_fraction: float,
-                seed: int) -> list[Marketplace]:
+def load_tables(
+    path: str | None, names: list[str], tables, columns, *, validation_fraction: float, seed: int
+) -> list[Marketplace]:
     """One marketplace per name from its train / test (/ validation) files, paths relative to ``path``."""
     specs, mapping = check_table_options(names, tables, columns)
     root = Path(path) if path else Path.cwd()
@@ -150,9 +157,21 @@ def load_tables(path: str | None, names: list[str], tables, columns, *, validati
         else:  # carve by the group column where there is one (no query on both sides), else by pair id
             groups = train[group] if group else None
             train, validation = carve_validation(train, validation_fraction, seed, groups)
-            log.info("table %s: carved %d validation rows from %s by %s", name, len(validation), spec["train"],
-                     mapping["group"] if group else "pair id")
-        out.append(Marketplace(name=name, language=str(spec["language"]), train=train[list(COLUMNS)],
-                               validation=validation[list(COLUMNS)], test=test[list(COLUMNS)],
-                               group=mapping.get("group")))
+            log.info(
+                "table %s: carved %d validation rows from %s by %s",
+                name,
+                len(validation),
+                spec["train"],
+                mapping["group"] if group else "pair id",
+            )
+        out.append(
+            Marketplace(
+                name=name,
+                language=str(spec["language"]),
+                train=train[list(COLUMNS)],
+                validation=validation[list(COLUMNS)],
+                test=test[list(COLUMNS)],
+                group=mapping.get("group"),
+            )
+        )
     return out

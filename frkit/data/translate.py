@@ -12,6 +12,7 @@ Back ends behind one small interface, ``Translator.translate(texts, source_lang,
 every older language (the paper: 30% of D_t, Appendix B; "Translate a portion of D_t into older
 languages, denoted T_1, ..., T_{t-1}", §4.3).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,7 @@ class Translator(ABC):
     backend_id: str = "translator"
 
     @abstractmethod
-    def translate(self, texts: list[str], source_lang: str, target_lang: str) -> list[str]:
-        ...
+    def translate(self, texts: list[str], source_lang: str, target_lang: str) -> list[str]: ...
 
     def translate_rows(self, df: pd.DataFrame, target_lang: str, source_lang: str | None = None) -> pd.DataFrame:
         """The rows with text_a / text_b translated (ids and labels kept: translation keeps relevance)."""
@@ -67,9 +67,16 @@ class MarianTranslator(Translator):
     duplicates are translated once.
     """
 
-    def __init__(self, model_ids: Mapping[tuple[str, str], str | Path] | None = None, template: str = DEFAULT_MARIAN,
-                 batch_size: int = 32, max_length: int = 256, num_beams: int = 1, device: str | None = None,
-                 target_prefix: str | None = None):
+    def __init__(
+        self,
+        model_ids: Mapping[tuple[str, str], str | Path] | None = None,
+        template: str = DEFAULT_MARIAN,
+        batch_size: int = 32,
+        max_length: int = 256,
+        num_beams: int = 1,
+        device: str | None = None,
+        target_prefix: str | None = None,
+    ):
         self.model_ids = {tuple(k): str(v) for k, v in (model_ids or {}).items()}
         self.template = template
         self.batch_size, self.max_length, self.num_beams = batch_size, max_length, num_beams
@@ -104,9 +111,14 @@ class MarianTranslator(Translator):
         done: dict[str, str] = {}
         device = next(model.parameters()).device
         for start in range(0, len(unique), self.batch_size):
-            batch = unique[start:start + self.batch_size]
-            enc = tokenizer([prefix + t for t in batch], return_tensors="pt", padding=True, truncation=True,
-                            max_length=self.max_length)
+            batch = unique[start : start + self.batch_size]
+            enc = tokenizer(
+                [prefix + t for t in batch],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+            )
             enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
             with torch.inference_mode():
                 out = model.generate(**enc, num_beams=self.num_beams, max_new_tokens=self.max_length)
@@ -142,8 +154,14 @@ class ParallelCorpusTranslator(Translator):
         found = ids.isin(target.index)
         self.last_missing = ids[~found].tolist()
         if self.last_missing:
-            log.warning("parallel corpus %s: %d of %d ids have no %r row (e.g. %s)", self.backend_id,
-                        len(self.last_missing), len(df), target_lang, self.last_missing[:3])
+            log.warning(
+                "parallel corpus %s: %d of %d ids have no %r row (e.g. %s)",
+                self.backend_id,
+                len(self.last_missing),
+                len(df),
+                target_lang,
+                self.last_missing[:3],
+            )
         out = df.loc[found.values].copy()
         hit = target.loc[ids[found]]
         out["text_a"], out["text_b"] = hit["text_a"].to_numpy(), hit["text_b"].to_numpy()
@@ -159,8 +177,10 @@ class ParallelCorpusTranslator(Translator):
                     where.setdefault(text, (pair_id, col))
         missing = [t for t in texts if t not in where]
         if missing:
-            raise KeyError(f"{len(missing)} of {len(texts)} texts have no {source_lang}->{target_lang} "
-                           f"counterpart in the parallel corpus (e.g. {missing[0]!r})")
+            raise KeyError(
+                f"{len(missing)} of {len(texts)} texts have no {source_lang}->{target_lang} "
+                f"counterpart in the parallel corpus (e.g. {missing[0]!r})"
+            )
         return [str(target.at[where[t][0], where[t][1]]) for t in texts]
 
 
@@ -205,8 +225,10 @@ class CachedTranslator(Translator):
             lines = []
             for text, translation in zip(todo, new):
                 entries[_sha1(text)] = translation
-                lines.append(json.dumps({"sha1": _sha1(text), "text": text, "translation": translation},
-                                        ensure_ascii=False) + "\n")
+                lines.append(
+                    json.dumps({"sha1": _sha1(text), "text": text, "translation": translation}, ensure_ascii=False)
+                    + "\n"
+                )
             # the whole file, atomically: a kill mid-write never leaves a torn line for the next run to trip on
             old = file.read_text(encoding="utf-8") if file.is_file() else ""
             atomic.write_text(file, old + "".join(lines))
@@ -218,9 +240,15 @@ class CachedTranslator(Translator):
         return super().translate_rows(df, target_lang, source_lang)
 
 
-def translate_fraction(df: pd.DataFrame, fraction: float, seed: int, older_langs: Sequence[str],
-                       translator: Translator, source_lang: str | None = None,
-                       split: str = "each") -> dict[str, pd.DataFrame]:
+def translate_fraction(
+    df: pd.DataFrame,
+    fraction: float,
+    seed: int,
+    older_langs: Sequence[str],
+    translator: Translator,
+    source_lang: str | None = None,
+    split: str = "each",
+) -> dict[str, pd.DataFrame]:
     """T_1..T_{t-1} (§4.3 step 2): a seeded ``fraction`` of ``df``'s rows translated into each older language.
 
     split="each" (default): the same sampled rows go into every older language, so each T_k has
@@ -258,7 +286,8 @@ def _sha1(text: str) -> str:
 def _by_id(df: pd.DataFrame, lang: str) -> pd.DataFrame:
     missing = [c for c in ("id", *TEXT_COLUMNS) if c not in df.columns]
     if missing:
-        raise FrkitInputError(f"parallel corpus table {lang!r} lacks column(s) {missing}; "
-                              "expected id, text_a, text_b, label")
+        raise FrkitInputError(
+            f"parallel corpus table {lang!r} lacks column(s) {missing}; expected id, text_a, text_b, label"
+        )
     table = df.assign(id=df["id"].astype(str)).drop_duplicates("id").set_index("id")
     return table

@@ -3,6 +3,7 @@
 All of them run while the marketplaces are loaded, i.e. before any model is touched, so bad data
 fails in seconds instead of after an hour of training.
 """
+
 from __future__ import annotations
 
 import math
@@ -125,15 +126,19 @@ def as_ids(values: pd.Series, where: str, column: str) -> pd.Series:
     """Pair ids as str; integral floats (a column with gaps read as float) lose their '.0'."""
     missing = values.isna().to_numpy()
     if missing.any():
-        raise FrkitInputError(f"{where}: column {column!r} has {int(missing.sum())} missing id(s) (first at data row "
-                              f"{_first_row(missing)}, counting from 1 after the header); every row needs an id")
+        raise FrkitInputError(
+            f"{where}: column {column!r} has {int(missing.sum())} missing id(s) (first at data row "
+            f"{_first_row(missing)}, counting from 1 after the header); every row needs an id"
+        )
     if pd.api.types.is_float_dtype(values) and (values % 1 == 0).all():
         values = values.astype("int64")
     values = values.astype(str)
     empty = (values.str.strip() == "").to_numpy()
     if empty.any():
-        raise FrkitInputError(f"{where}: column {column!r} has {int(empty.sum())} empty id(s) (first at data row "
-                              f"{_first_row(empty)}, counting from 1 after the header); every row needs an id")
+        raise FrkitInputError(
+            f"{where}: column {column!r} has {int(empty.sum())} empty id(s) (first at data row "
+            f"{_first_row(empty)}, counting from 1 after the header); every row needs an id"
+        )
     return values
 
 
@@ -141,8 +146,13 @@ def _first_row(mask) -> int:
     return int(mask.nonzero()[0][0]) + 1
 
 
-def check_text(table: pd.DataFrame, columns: Sequence[str], where: str, ids: pd.Series | None = None,
-               names: dict[str, str] | None = None) -> pd.DataFrame:
+def check_text(
+    table: pd.DataFrame,
+    columns: Sequence[str],
+    where: str,
+    ids: pd.Series | None = None,
+    names: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """Text columns must be non-empty strings; numbers are kept as their str (a query may be '123').
 
     ``names`` maps a column to the user's own column name for the message.
@@ -176,11 +186,15 @@ def check_marketplace(m: Marketplace) -> None:
             raise FrkitInputError(f"{where} is empty; every marketplace needs train, validation and test rows")
         labels = set(table["label"].unique().tolist())
         if not pd.api.types.is_integer_dtype(table["label"]) or not labels <= {0, 1}:
-            raise FrkitInputError(f"{where}: labels must be int 0/1, found {table['label'].dtype} values {sorted(labels)[:10]}")
+            raise FrkitInputError(
+                f"{where}: labels must be int 0/1, found {table['label'].dtype} values {sorted(labels)[:10]}"
+            )
         check_text(table, ("text_a", "text_b"), where)
         dup = table["id"][table["id"].duplicated()]
         if len(dup):
-            raise FrkitInputError(f"{where}: {len(dup)} duplicated pair id(s), e.g. {dup.iloc[0]!r}; ids must identify a pair")
+            raise FrkitInputError(
+                f"{where}: {len(dup)} duplicated pair id(s), e.g. {dup.iloc[0]!r}; ids must identify a pair"
+            )
     test_ids = m.test["id"]
     for split in ("train", "validation"):
         ids = m.split(split)["id"]
@@ -190,9 +204,11 @@ def check_marketplace(m: Marketplace) -> None:
                 f"marketplace {m.name!r}: {len(leaked)} pair id(s) of {split} are also in test, e.g. {leaked[0]!r}; "
                 "train/validation and test must not share pairs"
             )
-    for split, why in (("test", "ROC-AUC needs both labels 0 and 1 in test"),
-                       ("validation", "early stopping reads validation ROC-AUC, which needs both labels"),
-                       ("train", "a classifier cannot learn from one label")):
+    for split, why in (
+        ("test", "ROC-AUC needs both labels 0 and 1 in test"),
+        ("validation", "early stopping reads validation ROC-AUC, which needs both labels"),
+        ("train", "a classifier cannot learn from one label"),
+    ):
         classes = sorted(set(m.split(split)["label"]))
         if len(classes) < 2:
             raise FrkitInputError(

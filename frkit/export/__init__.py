@@ -27,6 +27,7 @@ One job per module: ``hf_classifier`` (the mapping above, LoRA / DoRA merged, bo
 (the refusals, a run's marketplace loaded as that classifier in memory), ``card`` (the model card), ``onnx``
 (``--onnx``), ``folder`` (``export``: the folder written atomically after the parity check).
 """
+
 from __future__ import annotations
 
 from frkit.export.card import model_card
@@ -43,6 +44,22 @@ from frkit.export.hf_classifier import (
 )
 from frkit.export.onnx import ONNX_FILE, export_onnx, onnx_logits
 
-__all__ = ["export", "prepare", "to_sequence_classifier", "check_exportable", "hf_logits", "frkit_logits",
-           "onnx_logits", "REFUSED", "EPS", "ID2LABEL",
-           "ARCHITECTURES", "PARITY_TOLERANCE", "INFO_FILE", "ONNX_FILE", "Exportable", "model_card", "export_onnx"]
+__all__ = [
+    "export",
+    "prepare",
+    "to_sequence_classifier",
+    "check_exportable",
+    "hf_logits",
+    "frkit_logits",
+    "onnx_logits",
+    "REFUSED",
+    "EPS",
+    "ID2LABEL",
+    "ARCHITECTURES",
+    "PARITY_TOLERANCE",
+    "INFO_FILE",
+    "ONNX_FILE",
+    "Exportable",
+    "model_card",
+    "export_onnx",
+]

@@ -1,4 +1,5 @@
 """The exported folder's model card (README.md) and the kit revisions the run was trained with."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,15 @@ def model_card(ex: Exportable, info: dict) -> str:
     steps = ex.record.progress["steps"]
     names = list(ex.record.params["marketplaces"])
     last = steps[-1]
-    row = "| " + " | ".join(names) + " |\n|" + "---|" * len(names) + "\n| " + " | ".join(
-        "" if x is None else f"{x:.4f}" for x in last["auc_row"]) + " |"
+    row = (
+        "| "
+        + " | ".join(names)
+        + " |\n|"
+        + "---|" * len(names)
+        + "\n| "
+        + " | ".join("" if x is None else f"{x:.4f}" for x in last["auc_row"])
+        + " |"
+    )
     params = yaml.safe_dump(ex.record.params, sort_keys=True).strip()
     run_revisions = info["run_git_revisions"] or "not recorded"
     return f"""---

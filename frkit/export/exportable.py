@@ -1,4 +1,5 @@
 """A run's marketplace loaded as an in-memory HF sequence classifier (``prepare``), and the refusals said first."""
+
 from __future__ import annotations
 
 import copy
@@ -21,7 +22,7 @@ REFUSED = {
     "dytox": "it scores through a task-attention block and task tokens on top of the encoder, not a plain encoder",
     "prefix": "its learned prefix keys/values are prepended in every layer; they cannot be merged into the weights",
     "progressive_prefix": "its learned prefix keys/values are prepended in every layer; they cannot be merged into "
-                          "the weights",
+    "the weights",
 }
 
 
@@ -46,9 +47,11 @@ def check_exportable(params: dict, marketplace: str, where: str) -> None:
     if method in REFUSED:
         raise FrkitInputError(f"{where}: method {method!r} cannot be exported as a plain encoder: {REFUSED[method]}")
     if params.get("pooling", "cls") != "cls":
-        raise FrkitInputError(f"{where}: pooling {params.get('pooling')!r} cannot be exported: Hugging Face's "
-                              "sequence classifiers (and sentence-transformers' CrossEncoder) pool the first token "
-                              "only; export runs trained with pooling: cls")
+        raise FrkitInputError(
+            f"{where}: pooling {params.get('pooling')!r} cannot be exported: Hugging Face's "
+            "sequence classifiers (and sentence-transformers' CrossEncoder) pool the first token "
+            "only; export runs trained with pooling: cls"
+        )
     names = list(params.get("marketplaces") or [])
     if marketplace not in names:
         raise FrkitInputError(f"{where}: --marketplace {marketplace!r} is not one of the run's marketplaces {names}")
@@ -70,12 +73,16 @@ def prepare(run_dir: str | Path, marketplace: str) -> Exportable:
     check_exportable(record.params, marketplace, str(run_dir))
     cfg, method, _ = _load_method(run_dir)
     if marketplace not in method.learned:
-        raise FrkitInputError(f"{run_dir}: marketplace {marketplace!r} is not learned yet in its latest checkpoint "
-                              f"(learned: {method.learned}); finish the run (frkit run) first")
+        raise FrkitInputError(
+            f"{run_dir}: marketplace {marketplace!r} is not learned yet in its latest checkpoint "
+            f"(learned: {method.learned}); finish the run (frkit run) first"
+        )
     model, head = method.model_for(marketplace)
     if type(model) is not CrossEncoder:
-        raise FrkitInputError(f"method {cfg.method!r} cannot be exported as a plain encoder: it scores with a "
-                              f"{type(model).__name__}, not frkit's CrossEncoder (an encoder and a head)")
+        raise FrkitInputError(
+            f"method {cfg.method!r} cannot be exported as a plain encoder: it scores with a "
+            f"{type(model).__name__}, not frkit's CrossEncoder (an encoder and a head)"
+        )
     encoder = _merged_encoder(model.encoder, cfg.method)
     frkit_model = CrossEncoder(encoder, model.hidden_size, model.pooling)
     frkit_model.heads[head] = copy.deepcopy(model.heads[head]).float().cpu()

@@ -1,4 +1,5 @@
 """``frkit export --onnx``: the exported model as ONNX, and its logits through onnxruntime."""
+
 from __future__ import annotations
 
 import copy
@@ -49,9 +50,16 @@ def export_onnx(model, tokenizer, path: Path, test=None) -> dict:
         enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Logits(eager).eval(), tuple(enc[n] for n in names), str(path), input_names=names,
-                          output_names=["logits"], opset_version=17, dynamo=False,
-                          dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}})
+        torch.onnx.export(
+            _Logits(eager).eval(),
+            tuple(enc[n] for n in names),
+            str(path),
+            input_names=names,
+            output_names=["logits"],
+            opset_version=17,
+            dynamo=False,
+            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
+        )
     out = {"file": ONNX_FILE, "opset": 17, "onnxruntime_max_abs_logit_diff": None}
     try:
         import onnxruntime  # noqa: F401
@@ -70,11 +78,13 @@ def onnx_logits(path: Path, tokenizer, table, batch_size: int = 64) -> np.ndarra
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out = []
     for start in range(0, len(table), batch_size):
-        rows = table.iloc[start:start + batch_size]
-        enc = tokenizer(rows["text_a"].tolist(), rows["text_b"].tolist(), truncation=True, padding=True,
-                        return_tensors="np")
+        rows = table.iloc[start : start + batch_size]
+        enc = tokenizer(
+            rows["text_a"].tolist(), rows["text_b"].tolist(), truncation=True, padding=True, return_tensors="np"
+        )
         feed = {n: enc[n].astype(np.int64) for n in ("input_ids", "attention_mask")}
-        feed["token_type_ids"] = enc["token_type_ids"].astype(np.int64) if "token_type_ids" in enc else \
-            np.zeros_like(feed["input_ids"])
+        feed["token_type_ids"] = (
+            enc["token_type_ids"].astype(np.int64) if "token_type_ids" in enc else np.zeros_like(feed["input_ids"])
+        )
         out.append(session.run(["logits"], feed)[0])
     return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.float32)

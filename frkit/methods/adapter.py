@@ -3,6 +3,7 @@
 Seed 2's "Adapter" row: marketplace t is scored with its own adapter and head (Eq. 5-6).
 Also the base class of the fusion methods: it owns the AdapterStack and its save/load.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,9 @@ import torch
 from safetensors.torch import load_file
 
 from frkit import atomic
-
-from frkit.methods.registry import register
 from frkit.methods.base import Method, fit_log
 from frkit.methods.options import AdapterOptions
+from frkit.methods.registry import register
 from frkit.models.adapters import AdapterStack
 
 
@@ -59,8 +59,14 @@ class AdapterMethodBase(Method):
         """({layer: fusion scores [rows, seq, n_adapters]}, attention mask, input ids) on ``table``'s rows, for the
         model as scored after the last step, or for ``setup`` (``{"fusion": ...}`` / ``{"adapters": [...]}``)."""
         model, _ = self.model_for(self.learned[-1])
-        batch = self.ctx.tokenizer(table["text_a"].tolist(), table["text_b"].tolist(), truncation=True,
-                                   max_length=self.cfg.max_length, padding=True, return_tensors="pt")
+        batch = self.ctx.tokenizer(
+            table["text_a"].tolist(),
+            table["text_b"].tolist(),
+            truncation=True,
+            max_length=self.cfg.max_length,
+            padding=True,
+            return_tensors="pt",
+        )
         batch = {k: v.to(self.ctx.device) for k, v in batch.items()}
         stack = self.stack
         if setup is None:

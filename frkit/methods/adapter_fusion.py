@@ -6,13 +6,14 @@ shared head are trained on the union of marketplaces 1..k (Eq. 7 with all data),
 holds AdapterHub's value regulariser unless ``fusion_value_regularization: false``.
 Every marketplace is scored with that fusion and the shared head.
 """
+
 from __future__ import annotations
 
 import pandas as pd
 
-from frkit.methods.registry import register
 from frkit.methods.adapter import AdapterMethodBase
 from frkit.methods.base import fit_log
+from frkit.methods.registry import register
 from frkit.train import cross_entropy_loss
 
 SHARED_HEAD = "fusion"
@@ -44,8 +45,17 @@ class AdapterFusionAll(AdapterMethodBase):
         train = pd.concat([m.train for m in seen], ignore_index=True)
         validation = pd.concat([m.validation for m in seen], ignore_index=True)
         loss = self.with_fusion_regularization(cross_entropy_loss(SHARED_HEAD), fusion)
-        stage2 = self.train(self.model, params, marketplace, SHARED_HEAD, self.cfg.fusion_lr, step, loss_fn=loss,
-                            train_table=train, validation_table=validation)
+        stage2 = self.train(
+            self.model,
+            params,
+            marketplace,
+            SHARED_HEAD,
+            self.cfg.fusion_lr,
+            step,
+            loss_fn=loss,
+            train_table=train,
+            validation_table=validation,
+        )
         self.trainable_params += adapter_params
         self.learned.append(marketplace.name)
         return {"adapter": fit_log(stage1), "fusion": fit_log(stage2), **fit_log(stage2)}

@@ -18,9 +18,10 @@ Translation: ``translator: parallel`` looks the same pair id up in the older lan
 corpus (``Marketplace.parallel_corpus``): for PAWS-X and STS-B this is the human / release translation of D_t's
 own pairs, the shortcut for an MT system. With ``parallel_pairs: disjoint`` those pairs are in no older
 marketplace's training share, so this is translation of new data, as the paper has it; with ``shared`` they
-are also the older marketplaces' own (unlabelled here) training pairs, a mild form of replay. ``translator: marian`` runs Opus-MT (needs the Hub or local
-models and sentencepiece) and caches translations on disk.
+are also the older marketplaces' own (unlabelled here) training pairs, a mild form of replay.
+``translator: marian`` runs Opus-MT (needs the Hub or local models and sentencepiece) and caches translations on disk.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,8 +55,12 @@ class AttentionDistillation(AdapterMethodBase):
 
     def translator(self, seen):
         if self.cfg.translator == "parallel":  # the corpus's own translation of D_t's pairs into each older language
-            tables = {m.language: m.parallel_corpus if m.parallel_corpus is not None
-                      else pd.concat([m.train, m.validation], ignore_index=True) for m in seen[:-1]}
+            tables = {
+                m.language: m.parallel_corpus
+                if m.parallel_corpus is not None
+                else pd.concat([m.train, m.validation], ignore_index=True)
+                for m in seen[:-1]
+            }
             return ParallelCorpusTranslator(tables)
         cache = resolve(self.cfg.translation_cache or Path(self.cfg.output_dir) / "translation_cache")
         return CachedTranslator(MarianTranslator(), cache)
@@ -69,9 +74,14 @@ class AttentionDistillation(AdapterMethodBase):
         if step == 0:
             self.learned.append(name)
             return {**log, **fit_log(stage1)}
-        translated = translate_fraction(marketplace.train, self.cfg.translate_fraction, self.cfg.seed + step,
-                                        [m.language for m in seen[:-1]], self.translator(seen),
-                                        source_lang=marketplace.language)
+        translated = translate_fraction(
+            marketplace.train,
+            self.cfg.translate_fraction,
+            self.cfg.seed + step,
+            [m.language for m in seen[:-1]],
+            self.translator(seen),
+            source_lang=marketplace.language,
+        )
         fusion = self.fusion_name(step)
         self.stack.add_fusion(fusion, [m.name for m in seen])  # fresh Psi_t over adapters 1..t
         self.stack.set_active(fusion=fusion)
@@ -84,13 +94,28 @@ class AttentionDistillation(AdapterMethodBase):
         if translated_rows:
             tables[TRANSLATED] = pd.concat(translated_rows, ignore_index=True)
         loss = self.with_fusion_regularization(
-            self.distillation_loss(step, name, with_translation=bool(translated_rows)), fusion)
-        stage2 = self.train(self.model, params, marketplace, name, self.cfg.fusion_lr, step, loss_fn=loss,
-                            batches=self.mixed_batches(tables, step), stage="fusion")
+            self.distillation_loss(step, name, with_translation=bool(translated_rows)), fusion
+        )
+        stage2 = self.train(
+            self.model,
+            params,
+            marketplace,
+            name,
+            self.cfg.fusion_lr,
+            step,
+            loss_fn=loss,
+            batches=self.mixed_batches(tables, step),
+            stage="fusion",
+        )
         self.trainable_params += adapter_params
         self.learned.append(name)
-        log.update({"fusion": fit_log(stage2), **fit_log(stage2),
-                    "translated_rows": {lang: len(df) for lang, df in translated.items()}})
+        log.update(
+            {
+                "fusion": fit_log(stage2),
+                **fit_log(stage2),
+                "translated_rows": {lang: len(df) for lang, df in translated.items()},
+            }
+        )
         return log
 
     def distillation_loss(self, step: int, head: str, with_translation: bool):
@@ -108,8 +133,7 @@ class AttentionDistillation(AdapterMethodBase):
             with stack.capturing():
                 logits = model(**batch, head=head)
                 student_scores = stack.attention_scores()
-            kl = attention_distillation_loss(teacher_scores, student_scores, batch["attention_mask"], renorm,
-                                             reduction)
+            kl = attention_distillation_loss(teacher_scores, student_scores, batch["attention_mask"], renorm, reduction)
             return kl, logits
 
         def loss(model, batch):  # Eq. 10 (total_loss) with Eq. 11's split of the batches

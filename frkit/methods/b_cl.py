@@ -26,15 +26,16 @@ Departures from the code, each for a reason:
     hidden / ``adapter_reduction``, not 2,000; frozen LayerNorms; AdamW without decay (see ``hat.py``);
   * capsules and ``larger`` units are added per marketplace as it arrives instead of for a fixed number of tasks.
 """
+
 from __future__ import annotations
 
 import torch
 from pydantic import BaseModel, Field
 from torch import nn
 
-from frkit.methods.registry import register
 from frkit.methods.hat import Hat, HatOptions, HatState, MaskedAdapter, unit_mask, used_by
 from frkit.methods.options import AdapterOptions
+from frkit.methods.registry import register
 
 
 class CapsuleOptions(BaseModel):
@@ -55,7 +56,9 @@ def squash(x: torch.Tensor, dim: int = -1, eps: float = 1e-16) -> torch.Tensor:
 
 
 def dynamic_routing(priors: torch.Tensor, iterations: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Routing by agreement over ``priors`` [..., tasks, capsules, dim] -> (s [..., capsules, dim], c [..., tasks, capsules]).
+    """Routing by agreement over ``priors`` [..., tasks, capsules, dim].
+
+    Returns (s [..., capsules, dim], c [..., tasks, capsules]).
 
     c = softmax over the task axis of b (b starts at 0); s_j = sum_i c_ij u_j|i; b_ij += u_j|i . squash(s_j)
     between iterations. Returns the last iteration's s and c.
@@ -81,8 +84,9 @@ class TaskCapsules(nn.Module):
     def add_task(self, name: str, like: torch.Tensor) -> None:
         self.caps[name] = nn.Linear(self.hidden_size, self.capsule_dim).to(device=like.device, dtype=like.dtype)
         # the code's route_weights: torch.randn, here [capsules j, out dim, in dim] for task i
-        self.routes[name] = nn.Parameter(torch.randn(self.capsules, self.capsule_dim, self.capsule_dim,
-                                                     device=like.device, dtype=like.dtype))
+        self.routes[name] = nn.Parameter(
+            torch.randn(self.capsules, self.capsule_dim, self.capsule_dim, device=like.device, dtype=like.dtype)
+        )
 
     def up_to(self, name: str) -> list[str]:
         """Tasks 1..t in the order learned: the ones task ``name`` routes over (later tasks are blocked)."""
@@ -102,8 +106,9 @@ class TaskCapsules(nn.Module):
 class BclAdapter(MaskedAdapter):
     """B-CL's CLA: KSM (task capsules, dynamic routing, gated ``larger``) feeding the TSM (the HAT-gated adapter)."""
 
-    def __init__(self, hidden_size: int, bottleneck: int, state: HatState, capsules: int, capsule_dim: int,
-                 iterations: int):
+    def __init__(
+        self, hidden_size: int, bottleneck: int, state: HatState, capsules: int, capsule_dim: int, iterations: int
+    ):
         super().__init__(hidden_size, bottleneck, state)
         self.iterations = iterations
         self.tcl = TaskCapsules(hidden_size, capsules, capsule_dim)
@@ -150,5 +155,11 @@ class BCL(Hat):
 
     def make_adapter(self, hidden_size: int) -> BclAdapter:
         c = self.cfg
-        return BclAdapter(hidden_size, max(1, int(hidden_size // c.adapter_reduction)), self.state, c.capsules,
-                          c.capsule_dim, c.bcl_routing_iterations)
+        return BclAdapter(
+            hidden_size,
+            max(1, int(hidden_size // c.adapter_reduction)),
+            self.state,
+            c.capsules,
+            c.capsule_dim,
+            c.bcl_routing_iterations,
+        )

@@ -4,12 +4,14 @@ learn(step, marketplace, seen)  -- train on this marketplace (its data alone; on
 model_for(name) -> (model, head) -- the model and head that score marketplace ``name``
 save(folder) / load(folder)     -- everything needed to resume after this marketplace
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Iterable
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -44,8 +46,9 @@ class MethodContext:
 
     def __post_init__(self):
         if self.loaders is None:
-            self.loaders = TableLoaders.from_config(self.cfg, self.tokenizer,
-                                                    shard=(distributed.rank(), distributed.world_size()))
+            self.loaders = TableLoaders.from_config(
+                self.cfg, self.tokenizer, shard=(distributed.rank(), distributed.world_size())
+            )
 
     @property
     def device(self) -> torch.device:
@@ -103,8 +106,10 @@ class Method:
         adds checks extends ``super().check_options(cfg)``."""
         if cfg.head_init in cls.head_inits:
             return []
-        return [f"key 'head_init': method {cls.name!r} cannot take {cfg.head_init!r} "
-                f"(it takes {list(cls.head_inits)}): {cls.head_init_refusal}"]
+        return [
+            f"key 'head_init': method {cls.name!r} cannot take {cfg.head_init!r} "
+            f"(it takes {list(cls.head_inits)}): {cls.head_init_refusal}"
+        ]
 
     # -- protocol ---------------------------------------------------------------------------------
     def learn(self, step: int, marketplace: Marketplace, seen: list[Marketplace]) -> dict:
@@ -114,8 +119,9 @@ class Method:
         raise NotImplementedError
 
     def save(self, folder: Path) -> None:
-        atomic.write_json(folder / "method.json", {"learned": self.learned, "trainable_params": self.trainable_params},
-                          indent=None)
+        atomic.write_json(
+            folder / "method.json", {"learned": self.learned, "trainable_params": self.trainable_params}, indent=None
+        )
 
     def load(self, folder: Path) -> None:
         meta = json.loads((folder / "method.json").read_text())
@@ -158,8 +164,10 @@ class Method:
         """Training batches of several tables in one seeded shuffled stream, each tagged ``batch["source"]`` with its
         table's key (a replay memory beside the new data, translated rows beside the new language): table i's loader
         is seeded ``seed + step + i``, the stream's order ``seed + step``. Pass it to :meth:`train` as ``batches``."""
-        loaders = {tag: self.ctx.loader(rows, train=True, seed=self.cfg.seed + step + i)
-                   for i, (tag, rows) in enumerate(tables.items())}
+        loaders = {
+            tag: self.ctx.loader(rows, train=True, seed=self.cfg.seed + step + i)
+            for i, (tag, rows) in enumerate(tables.items())
+        }
         return TaggedBatches(loaders, self.cfg.seed + step, self.ctx.device)
 
     def train(

@@ -32,16 +32,17 @@ Departures from the code, each for a reason:
     2,000 units); frozen LayerNorms; AdamW without decay (see ``hat.py``); one linear layer per task capsule, as the
     code's ``apply_one_layer_shared`` (the paper writes a 2-layer network).
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from frkit.methods.registry import register
 from frkit.methods.b_cl import CapsuleOptions, TaskCapsules
 from frkit.methods.hat import Hat, HatOptions, HatState, MaskedAdapter
 from frkit.methods.options import AdapterOptions
+from frkit.methods.registry import register
 
 KERNELS = (3, 4, 5)  # the code's Ks for transfer_route
 CHANNELS = 100  # the code's Co
@@ -86,8 +87,13 @@ class SimilarityEstimator(nn.Module):
     def forward(self, u: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """u [B, L, T, D] (the current task last), mask [B, L] -> (attention a [B, T, D], gates d [B, T])."""
         cur = self.fc_cur(torch.cat([masked_conv_max(c, u[:, :, -1], mask) for c in self.convs_cur], dim=-1))
-        z = torch.stack([torch.cat([masked_conv_max(c, u[:, :, i], mask, cur) for c in self.convs], dim=-1)
-                         for i in range(u.shape[2])], dim=1)  # [B, T, 300]
+        z = torch.stack(
+            [
+                torch.cat([masked_conv_max(c, u[:, :, i], mask, cur) for c in self.convs], dim=-1)
+                for i in range(u.shape[2])
+            ],
+            dim=1,
+        )  # [B, T, 300]
         return self.fc_sim(z), router_gate(self.router(z), self.training)
 
 
@@ -130,5 +136,6 @@ class CTR(Hat):
 
     def make_adapter(self, hidden_size: int) -> CtrAdapter:
         c = self.cfg
-        return CtrAdapter(hidden_size, max(1, int(hidden_size // c.adapter_reduction)), self.state, c.capsules,
-                          c.capsule_dim)
+        return CtrAdapter(
+            hidden_size, max(1, int(hidden_size // c.adapter_reduction)), self.state, c.capsules, c.capsule_dim
+        )

@@ -30,6 +30,7 @@ The adaptation from images to text pairs, and the other departures:
     frozen: with task-incremental scoring there is no bias between old and new heads for it to remove);
   * cross-entropy instead of the code's ``bce_loss: true`` (the kit's heads are two-way softmax classifiers).
 """
+
 from __future__ import annotations
 
 import copy
@@ -58,9 +59,15 @@ class DyToxOptions(BaseModel):
     dytox_lr: float | None = Field(None, gt=0)
 
 
-def dytox_loss(logits: torch.Tensor, targets: torch.Tensor, old_logits: torch.Tensor | None = None,
-               div_logits: torch.Tensor | None = None, div_targets: torch.Tensor | None = None,
-               head_div: float = 0.1, tau: float = 1.0) -> torch.Tensor:
+def dytox_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    old_logits: torch.Tensor | None = None,
+    div_logits: torch.Tensor | None = None,
+    div_targets: torch.Tensor | None = None,
+    head_div: float = 0.1,
+    tau: float = 1.0,
+) -> torch.Tensor:
     """DyTox's training loss (``continual/engine.py``, ``forward``) on one batch.
 
     ``logits``: all heads concatenated [B, C]; ``old_logits``: the teacher's [B, C_old] (None for the first task);
@@ -69,10 +76,10 @@ def dytox_loss(logits: torch.Tensor, targets: torch.Tensor, old_logits: torch.Te
     loss = F.cross_entropy(logits.float(), targets)
     if old_logits is not None:
         a = old_logits.shape[1] / logits.shape[1]
-        student = F.log_softmax(logits[:, :old_logits.shape[1]].float() / tau, dim=1)
+        student = F.log_softmax(logits[:, : old_logits.shape[1]].float() / tau, dim=1)
         teacher = F.log_softmax(old_logits.float() / tau, dim=1)
         # F.kl_div(student, teacher, reduction="mean", log_target=True), written out: torch will change "mean"
-        kd = (teacher.exp() * (teacher - student)).mean() * tau ** 2
+        kd = (teacher.exp() * (teacher - student)).mean() * tau**2
         loss = (1 - a) * loss + a * kd
     if div_logits is not None:
         loss = loss + head_div * F.cross_entropy(div_logits.float(), div_targets)
@@ -175,8 +182,10 @@ class DyTox(Method):
     name = "dytox"
     option_groups = (DyToxOptions,)
     head_inits = ("fresh",)
-    head_init_refusal = ("its task-specific classifiers (one per marketplace, beside its task tokens, scored together "
-                         "class-incrementally) are part of DyTox's architecture, not CrossEncoder heads")
+    head_init_refusal = (
+        "its task-specific classifiers (one per marketplace, beside its task tokens, scored together "
+        "class-incrementally) are part of DyTox's architecture, not CrossEncoder heads"
+    )
 
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)
@@ -194,7 +203,9 @@ class DyTox(Method):
         """The rehearsal memory: ``dytox_memory`` stratified, seeded training rows of each older marketplace."""
         if not self.cfg.dytox_memory:
             return {}
-        return {m.name: subsample([m.train], self.cfg.dytox_memory, self.cfg.seed, parallel=False)[0] for m in seen[:-1]}
+        return {
+            m.name: subsample([m.train], self.cfg.dytox_memory, self.cfg.seed, parallel=False)[0] for m in seen[:-1]
+        }
 
     def learn(self, step, marketplace, seen):
         name = marketplace.name
@@ -209,14 +220,24 @@ class DyTox(Method):
         new = [self.model.tokens[name], *self.model.heads[name].parameters(), *self.model.tab.parameters()]
         if self.model.div_head is not None:
             new += list(self.model.div_head.parameters())
-        groups = [{"params": list(self.model.encoder.parameters()), "lr": self.cfg.lr},
-                  {"params": new, "lr": self.new_parts_lr}]
+        groups = [
+            {"params": list(self.model.encoder.parameters()), "lr": self.cfg.lr},
+            {"params": new, "lr": self.new_parts_lr},
+        ]
         for g in groups:
             for p in g["params"]:
                 p.requires_grad_(True)
         tables = {name: marketplace.train, **self.memory(seen)}
-        result = self.train(self.model, groups, marketplace, name, self.new_parts_lr, step,
-                            loss_fn=self.loss(name, old, teacher), batches=self.mixed_batches(tables, step))
+        result = self.train(
+            self.model,
+            groups,
+            marketplace,
+            name,
+            self.new_parts_lr,
+            step,
+            loss_fn=self.loss(name, old, teacher),
+            batches=self.mixed_batches(tables, step),
+        )
         self.model.div_head = None  # DyTox uses the divergence head during training only
         self.learned.append(name)
         return {**fit_log(result), "replayed_rows": {t: len(rows) for t, rows in tables.items() if t != name}}

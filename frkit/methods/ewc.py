@@ -3,6 +3,7 @@
 After each marketplace the diagonal Fisher of Eq. 3 is computed on its training data at the new
 optimum, combined with the carried one (``fisher_carry``), and the weights are anchored there.
 """
+
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -13,13 +14,12 @@ from peft import PeftModel
 from safetensors.torch import load_file
 
 from frkit import atomic
-
 from frkit.core.fisher import diagonal_fisher
 from frkit.core.lora_delta import base_weight_name
 from frkit.core.penalties import combine_fisher, ewc_penalty
-from frkit.methods.registry import register
 from frkit.methods.base import Method, fit_log, load_module, save_module
 from frkit.methods.options import EwcOptions
+from frkit.methods.registry import register
 from frkit.models.peft_adapters import freeze_all_but
 from frkit.train import cross_entropy_loss
 
@@ -42,7 +42,8 @@ def base_parameters(encoder) -> dict[str, torch.nn.Parameter]:
 
 
 def scale_fisher(fisher: dict[str, torch.Tensor], scale: str, n_samples: int) -> dict[str, torch.Tensor]:
-    """``fisher_scale``: Eq. 3's mean as it is, times the number of samples ("sum"), or over its largest entry ("max")."""
+    """``fisher_scale``: Eq. 3's mean as it is, times the number of samples ("sum"), or over its largest entry
+    ("max")."""
     if scale == "mean":
         return fisher
     if scale == "sum":
@@ -67,7 +68,7 @@ class EwcBase(Method):
 
     def base_lr(self, step: int) -> float:
         """Section 4.4: the base-model learning rate decays after every marketplace."""
-        return self.cfg.lr * self.cfg.lr_decay ** step
+        return self.cfg.lr * self.cfg.lr_decay**step
 
     def adapters_off(self):
         enc = self.model.encoder
@@ -101,12 +102,20 @@ class EwcBase(Method):
         device = self.ctx.device
         loader = self.ctx.loader(table, train=False)
         batches = ({k: v.to(device) for k, v in b.items()} for b in loader)
-        by_key = {base_weight_name(n): f"encoder.{n}" for n, _ in self.model.encoder.named_parameters()
-                  if "lora_" not in n and "prompt_encoder" not in n}
+        by_key = {
+            base_weight_name(n): f"encoder.{n}"
+            for n, _ in self.model.encoder.named_parameters()
+            if "lora_" not in n and "prompt_encoder" not in n
+        }
         keys = list(by_key) if names is None else names
-        raw = diagonal_fisher(self.model, batches, lambda m, b: m(**b, head=head),
-                              param_names=[by_key[k] for k in keys], kind=self.cfg.fisher_kind,
-                              chunk_size=self.cfg.fisher_chunk)
+        raw = diagonal_fisher(
+            self.model,
+            batches,
+            lambda m, b: m(**b, head=head),
+            param_names=[by_key[k] for k in keys],
+            kind=self.cfg.fisher_kind,
+            chunk_size=self.cfg.fisher_chunk,
+        )
         return scale_fisher({k: raw[by_key[k]] for k in keys}, self.cfg.fisher_scale, len(table))
 
     def carry_fisher(self, step: int, new: dict[str, torch.Tensor]) -> None:

@@ -12,6 +12,7 @@ for each marketplace t:
 after the last marketplace, optionally project older LoRAs onto the last one's subspaces, Eq. 5 (lines 14-16).
 Marketplace t is scored with the final base + its own adapter and head.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,10 +20,10 @@ import torch
 from frkit.core.lora_delta import effective_delta_w, lora_factors
 from frkit.core.penalties import fr_inverse_fisher, fr_penalty_precomputed, fr_weights
 from frkit.core.projection import project_lora_factors
-from frkit.methods.registry import register
 from frkit.methods.base import count_trainable, fit_log
 from frkit.methods.ewc import EwcBase, qkv_only
 from frkit.methods.options import EwcOptions, FrOptions, LoraOptions
+from frkit.methods.registry import register
 from frkit.models.peft_adapters import adapter_parameters, add_adapter, freeze_all_but, lora_config
 from frkit.train import cross_entropy_loss
 
@@ -37,8 +38,9 @@ class FrLora(EwcBase):
     def check_options(cls, cfg) -> list[str]:
         problems = super().check_options(cfg)
         if cfg.fr_weighting != "fisher" and cfg.beta == 0:  # a control of a penalty that is off: beta 0 again
-            problems.append(f"key 'fr_weighting': {cfg.fr_weighting!r} reweights Eq. 4's penalty, "
-                            "which beta 0 turns off")
+            problems.append(
+                f"key 'fr_weighting': {cfg.fr_weighting!r} reweights Eq. 4's penalty, which beta 0 turns off"
+            )
         return problems
 
     def adapter_config(self):
@@ -57,8 +59,12 @@ class FrLora(EwcBase):
         if self.cfg.projection and step == len(self.cfg.marketplaces) - 1:
             self.project_older_adapters()  # lines 14-16
         self.trainable_params = self.stage1_params + self.adapter_params  # head t trains in both stages: once
-        return {"stage1": fit_log(stage1), "stage2": {**fit_log(stage2), "eq4_penalty": penalty},
-                **fit_log(stage2), "stage1_lr": self.base_lr(step)}
+        return {
+            "stage1": fit_log(stage1),
+            "stage2": {**fit_log(stage2), "eq4_penalty": penalty},
+            **fit_log(stage2),
+            "stage1_lr": self.base_lr(step),
+        }
 
     def train_base_with_ewc(self, step, marketplace):
         result = super().train_base_with_ewc(step, marketplace)
@@ -87,8 +93,9 @@ class FrLora(EwcBase):
             inv_fisher = fr_inverse_fisher(self.stage1_fisher, self.cfg.fr_eps, names=targets)  # once, not per step
             if self.cfg.fr_weighting != "fisher":  # a control: same total per matrix, other places (issue 29)
                 inv_fisher = fr_weights(inv_fisher, self.cfg.fr_weighting, seed=self.cfg.seed + step)
-            below_eps = (sum(int((self.stage1_fisher[k] < self.cfg.fr_eps).sum()) for k in targets)
-                         / sum(self.stage1_fisher[k].numel() for k in targets))
+            below_eps = sum(int((self.stage1_fisher[k] < self.cfg.fr_eps).sum()) for k in targets) / sum(
+                self.stage1_fisher[k].numel() for k in targets
+            )
 
         def loss(model, batch):
             value = task_loss(model, batch)
@@ -100,8 +107,17 @@ class FrLora(EwcBase):
             return value
 
         c = self.cfg
-        fit = self.train(self.model, params, marketplace, name, c.stage2_lr, step, loss_fn=loss,
-                         schedule=c.stage2_schedule, warmup_steps=c.stage2_warmup_steps)
+        fit = self.train(
+            self.model,
+            params,
+            marketplace,
+            name,
+            c.stage2_lr,
+            step,
+            loss_fn=loss,
+            schedule=c.stage2_schedule,
+            warmup_steps=c.stage2_warmup_steps,
+        )
         summary = None
         if penalties:
             summary = {"mean": sum(penalties) / len(penalties), "last": penalties[-1], "fisher_below_eps": below_eps}
@@ -130,8 +146,11 @@ class FrLora(EwcBase):
 
     def artifacts(self):
         out = super().artifacts()
-        out["lora_factors"] = {f"{k}|{part}": t for k, (a, b) in lora_factors(self.model.encoder, self.learned[-1]).items()
-                               for part, t in (("A", a), ("B", b))}
+        out["lora_factors"] = {
+            f"{k}|{part}": t
+            for k, (a, b) in lora_factors(self.model.encoder, self.learned[-1]).items()
+            for part, t in (("A", a), ("B", b))
+        }
         return out
 
 

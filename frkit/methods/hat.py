@@ -12,7 +12,8 @@ Training task t (one pass over each epoch's B batches, b = 1..B):
     s_b = 1/s_max + (s_max - 1/s_max) (b - 1)/(B - 1)                (Eq. 4)  the slope anneals within every epoch
     loss = cross-entropy(head t) + c * R,
     R = sum_i a_{t,i} (1 - a^{<t}_i) / sum_i (1 - a^{<t}_i)          (Eq. 6)  (task 1: the mean of a_1)
-    grad W_ij *= 1 - min(a^{<t}_i, a^{<t}_j)                          (Eq. 3)  out unit i, in unit j; biases: 1 - a^{<t}_i
+    grad W_ij *= 1 - min(a^{<t}_i, a^{<t}_j)                          (Eq. 3)  out unit i, in unit j;
+                                                                              biases: 1 - a^{<t}_i
     grad e_t  *= s_max (cosh(s e_t) + 1) / (s (cosh(e_t) + 1))        (Eq. 5)  embedding-gradient compensation
     after each step e_t is clamped to [-6, 6]                        (reference code: thres_emb = 6, thres_cosh = 50)
 Scoring: marketplace t with its own mask at s = s_max and its own head (HAT knows the task at test time).
@@ -33,6 +34,7 @@ of 1 would shrink every other gradient to nothing). Departures, each for a reaso
 ``HatState`` carries the task and slope to every layer's module; ``MaskedAdapter`` is also the task-specific module
 (TSM) of B-CL and CTR (``b_cl.py``, ``ctr.py``), which subclass this method.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,9 +46,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from frkit import atomic
-from frkit.methods.registry import register
 from frkit.methods.base import Method, fit_log
 from frkit.methods.options import AdapterOptions
+from frkit.methods.registry import register
 from frkit.models.adapters import AdapterStack
 from frkit.train import cross_entropy_loss
 
@@ -161,8 +163,12 @@ class MaskedAdapter(nn.Module):
     def protected(self, older: dict[str, torch.Tensor]) -> dict[nn.Parameter, torch.Tensor]:
         """Eq. 3: for each shared weight, how much older tasks use each entry (the gradient keeps 1 - this)."""
         down, up = older["down"], older["up"]
-        return {self.down.weight: used_by(down, None, self.down.weight), self.down.bias: down,
-                self.up.weight: used_by(up, down, self.up.weight), self.up.bias: up}
+        return {
+            self.down.weight: used_by(down, None, self.down.weight),
+            self.down.bias: down,
+            self.up.weight: used_by(up, down, self.up.weight),
+            self.up.bias: up,
+        }
 
     # forward ----------------------------------------------------------------------------------
     def gated(self, h: torch.Tensor, masks: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -239,8 +245,11 @@ class Hat(Method):
                     handles.append(p.register_hook(lambda g, keep=keep: g * keep.to(g.dtype)))
         for module in self.modules:
             for e in module.embeddings(name):
-                handles.append(e.register_hook(
-                    lambda g, e=e: g * compensation(e.detach(), self.state.s, self.cfg.hat_smax).to(g.dtype)))
+                handles.append(
+                    e.register_hook(
+                        lambda g, e=e: g * compensation(e.detach(), self.state.s, self.cfg.hat_smax).to(g.dtype)
+                    )
+                )
         return handles
 
     def loss(self, name: str, older):
@@ -279,9 +288,17 @@ class Hat(Method):
 
         handles = self.hooks(name, older)
         try:
-            result = self.train(self.model, groups, marketplace, name, self.cfg.adapter_lr, step,
-                                loss_fn=self.loss(name, older), on_step=on_step,
-                                max_grad_norm=self.cfg.hat_max_grad_norm)
+            result = self.train(
+                self.model,
+                groups,
+                marketplace,
+                name,
+                self.cfg.adapter_lr,
+                step,
+                loss_fn=self.loss(name, older),
+                on_step=on_step,
+                max_grad_norm=self.cfg.hat_max_grad_norm,
+            )
         finally:
             for h in handles:
                 h.remove()
@@ -292,7 +309,9 @@ class Hat(Method):
     def capacity(self, name: str) -> dict:
         """Share of units task ``name`` uses at s_max, and of units used by any task so far (HAT's Figure 6 measure)."""
         with torch.no_grad():
-            mine = torch.cat([v.flatten() for m in self.modules for v in m.unit_masks(name, self.cfg.hat_smax).values()])
+            mine = torch.cat(
+                [v.flatten() for m in self.modules for v in m.unit_masks(name, self.cfg.hat_smax).values()]
+            )
             before = self.older_masks()
             used = torch.cat([v.flatten() for old in before for v in old.values()])
         return {"mask_used": float((mine > 0.5).float().mean()), "capacity_used": float((used > 0.5).float().mean())}
@@ -304,8 +323,11 @@ class Hat(Method):
 
     def save(self, folder: Path):
         super().save(folder)
-        state = {f"{i}.{k}": v.detach().contiguous().cpu() for i, m in enumerate(self.modules)
-                 for k, v in m.state_dict().items()}
+        state = {
+            f"{i}.{k}": v.detach().contiguous().cpu()
+            for i, m in enumerate(self.modules)
+            for k, v in m.state_dict().items()
+        }
         atomic.save_tensors(folder / "hat_modules.safetensors", state)
         atomic.save_tensors(folder / "heads.safetensors", self.model.heads.state_dict())
 
@@ -317,5 +339,5 @@ class Hat(Method):
         device = str(self.ctx.device)
         state = load_file(str(folder / "hat_modules.safetensors"), device=device)
         for i, m in enumerate(self.modules):
-            m.load_state_dict({k[len(f"{i}."):]: v for k, v in state.items() if k.startswith(f"{i}.")})
+            m.load_state_dict({k[len(f"{i}.") :]: v for k, v in state.items() if k.startswith(f"{i}.")})
         self.model.heads.load_state_dict(load_file(str(folder / "heads.safetensors"), device=device))

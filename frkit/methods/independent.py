@@ -2,12 +2,13 @@
 
 The reference every table is relative to ("Independent = 1x"); no transfer, no forgetting.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
-from frkit.methods.registry import register
 from frkit.methods.base import Method, fit_log, load_module, save_module
+from frkit.methods.registry import register
 
 
 @register

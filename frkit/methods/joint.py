@@ -3,14 +3,15 @@
 Breaks the continual-learning rule on purpose: at step k it retrains from the base on the union of
 marketplaces 1..k, with one shared head, so it shows what revisiting old data would buy.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
 
-from frkit.methods.registry import register
 from frkit.methods.base import Method, fit_log, load_module, save_module
+from frkit.methods.registry import register
 
 HEAD = "joint"
 
@@ -30,8 +31,16 @@ class Joint(Method):
         self.model.add_head(HEAD)
         train = pd.concat([m.train for m in seen], ignore_index=True)
         validation = pd.concat([m.validation for m in seen], ignore_index=True)
-        result = self.train(self.model, self.model.parameters(), marketplace, HEAD, self.cfg.lr, step,
-                            train_table=train, validation_table=validation)
+        result = self.train(
+            self.model,
+            self.model.parameters(),
+            marketplace,
+            HEAD,
+            self.cfg.lr,
+            step,
+            train_table=train,
+            validation_table=validation,
+        )
         self.learned.append(marketplace.name)
         return fit_log(result)
 

@@ -3,6 +3,7 @@
 Marketplace t is scored with its own adapter and head; old adapters never change, so forgetting
 comes only from choosing the adapter (here: by marketplace name, as in the paper's setting).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,12 +11,18 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from frkit import atomic
-
-from frkit.methods.registry import register
 from frkit.methods.base import Method, fit_log
 from frkit.methods.options import LoraOptions
+from frkit.methods.registry import register
 from frkit.models.cross_encoder import CrossEncoder
-from frkit.models.peft_adapters import adapter_parameters, add_adapter, freeze_all_but, load_adapters, lora_config, save_adapters
+from frkit.models.peft_adapters import (
+    adapter_parameters,
+    add_adapter,
+    freeze_all_but,
+    load_adapters,
+    lora_config,
+    save_adapters,
+)
 
 
 class PeftPerMarketplace(Method):

@@ -22,6 +22,7 @@ Weights: ``merge_weights`` gives one weight per marketplace in training order an
 marketplaces uses the first t as given; by default every learned LoRA gets 1/t (their mean). Only the
 merged adapter scores: marketplace k's own LoRA is never used alone at inference (that is ``lora``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,9 +30,9 @@ from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, Field
 
-from frkit.methods.registry import register
 from frkit.methods.lora import Lora
 from frkit.methods.options import LoraOptions
+from frkit.methods.registry import register
 
 MERGED = "merged"  # the merged adapter's name (a marketplace may not have it)
 
@@ -39,7 +40,9 @@ MERGED = "merged"  # the merged adapter's name (a marketplace may not have it)
 class LoraMergeOptions(BaseModel):
     """Weights and rank of the inference-time merge (the paper gives neither: equal weights, the adapters' rank)."""
 
-    merge_weights: list[Annotated[float, Field(ge=0)]] | None = Field(None, min_length=1)  # per marketplace, training order; None: 1/t each
+    merge_weights: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, min_length=1
+    )  # per marketplace, training order; None: 1/t each
     merge_svd_rank: int | None = Field(None, ge=1)  # lora_merge_svd: rank of the merged adapter (None: lora_rank)
 
 
@@ -54,11 +57,14 @@ class LoraMerge(Lora):
         problems = super().check_options(cfg)
         w = cfg.merge_weights
         if w is not None and len(w) != len(cfg.marketplaces):  # each weight >= 0: its field
-            problems.append(f"key 'merge_weights': one weight per marketplace expected, got {len(w)} weights "
-                            f"for {len(cfg.marketplaces)} marketplaces {cfg.marketplaces}")
+            problems.append(
+                f"key 'merge_weights': one weight per marketplace expected, got {len(w)} weights "
+                f"for {len(cfg.marketplaces)} marketplaces {cfg.marketplaces}"
+            )
         if cfg.merge_svd_rank is not None and cfg.merge_svd_rank > cfg.lora_rank:
-            problems.append(f"key 'merge_svd_rank': {cfg.merge_svd_rank} is above the adapters' rank "
-                            f"(lora_rank {cfg.lora_rank})")
+            problems.append(
+                f"key 'merge_svd_rank': {cfg.merge_svd_rank} is above the adapters' rank (lora_rank {cfg.lora_rank})"
+            )
         if MERGED in cfg.marketplaces:
             problems.append(f"key 'marketplaces': {MERGED!r} is the merged adapter's name; rename that marketplace")
         return problems
@@ -74,8 +80,9 @@ class LoraMerge(Lora):
             encoder.set_adapter(self.learned[-1])
             encoder.delete_adapter(MERGED)
         svd_rank = self.cfg.merge_svd_rank or self.cfg.lora_rank
-        encoder.base_model.add_weighted_adapter(list(self.learned), self.weights(), MERGED,
-                                                combination_type=self.combination_type, svd_rank=svd_rank)
+        encoder.base_model.add_weighted_adapter(
+            list(self.learned), self.weights(), MERGED, combination_type=self.combination_type, svd_rank=svd_rank
+        )
         encoder.set_adapter(MERGED)
 
     def learn(self, step, marketplace, seen):

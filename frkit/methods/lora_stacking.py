@@ -10,12 +10,13 @@ marketplace, as in O-LoRA), so a marketplace's model changes as later LoRAs stac
 O-LoRA (``frkit/methods/o_lora.py``) is this class with the orthogonality (and L2) terms added to the loss:
 the two share activation, training and scoring, and differ only in :meth:`LoraStacking.loss`.
 """
+
 from __future__ import annotations
 
-from frkit.methods.registry import register
 from frkit.methods.base import fit_log
 from frkit.methods.lora import Lora
 from frkit.methods.options import LoraOptions
+from frkit.methods.registry import register
 from frkit.models.peft_adapters import adapter_parameters, add_adapter, freeze_all_but
 from frkit.train import cross_entropy_loss
 

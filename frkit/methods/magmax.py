@@ -3,6 +3,7 @@
 The merged vector keeps, entry by entry, the task-vector value of largest magnitude (frkit/core/merging.py);
 the scoring encoder is theta_0 + magmax_scale * merged vector. Fine-tuning and scoring: frkit/methods/task_vectors.py.
 """
+
 from __future__ import annotations
 
 from pydantic import BaseModel, Field

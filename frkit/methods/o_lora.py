@@ -10,15 +10,16 @@ and its own head.
 Steps 1 and the scoring are LoRA Sequential Stacking's (``frkit/methods/lora_stacking.py``): O-LoRA is that
 class with the two extra loss terms, nothing else.
 """
+
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
 from frkit.core.lora_delta import lora_factors
 from frkit.core.orthogonal import l2_loss, orthogonality_loss
-from frkit.methods.registry import register
 from frkit.methods.lora_stacking import LoraStacking
 from frkit.methods.options import LoraOptions
+from frkit.methods.registry import register
 from frkit.models.peft_adapters import adapter_parameters
 
 

@@ -4,6 +4,7 @@ Each new task vector enters the merged one after its components on the merged up
 directions are projected out (Linear weights only), and the merged vector is rescaled to the average task-vector
 norm (frkit/core/merging.py). Fine-tuning and scoring: frkit/methods/task_vectors.py.
 """
+
 from __future__ import annotations
 
 from pydantic import BaseModel, Field

@@ -1,4 +1,5 @@
 """Option groups: the method-specific keys of the run configuration, shared by the methods that use them."""
+
 from __future__ import annotations
 
 from typing import Literal

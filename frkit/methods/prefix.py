@@ -1,9 +1,10 @@
 """peft prefix tuning per marketplace: trainable key/value prefixes on a frozen base, a head per marketplace."""
+
 from __future__ import annotations
 
-from frkit.methods.registry import register
 from frkit.methods.lora import PeftPerMarketplace
 from frkit.methods.options import PrefixOptions
+from frkit.methods.registry import register
 from frkit.models.peft_adapters import prefix_config
 
 

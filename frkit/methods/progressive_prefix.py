@@ -25,6 +25,7 @@ Where this departs from the paper, and why:
   * peft's prompt learning drops ``token_type_ids``; this one passes them to the encoder like every other
     method of the kit (the offline e5 tokenizer has none, so the benchmark is not affected).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,9 +34,9 @@ from safetensors.torch import load_file
 
 from frkit import atomic
 from frkit.errors import FrkitInputError
-from frkit.methods.registry import register
 from frkit.methods.base import Method, fit_log
 from frkit.methods.options import PrefixOptions
+from frkit.methods.registry import register
 from frkit.models.cross_encoder import CrossEncoder
 from frkit.models.peft_adapters import freeze_all_but
 from frkit.models.prefix_stack import PrefixedEncoder
@@ -57,7 +58,8 @@ class ProgressivePrefix(Method):
         if longest > positions:  # the tokens are numbered after every prefix
             raise FrkitInputError(
                 f"key 'prefix_tokens': {cfg.prefix_tokens} positions x {len(cfg.marketplaces)} marketplaces + "
-                f"max_length {cfg.max_length} = {longest} exceeds the model's {positions} positions")
+                f"max_length {cfg.max_length} = {longest} exceeds the model's {positions} positions"
+            )
 
     @property
     def encoder(self) -> PrefixedEncoder:

@@ -3,6 +3,7 @@
 The method files import ``register`` from here, and ``frkit/methods/__init__.py`` imports every method file (one
 registry line per method), so the package never imports itself back.
 """
+
 from __future__ import annotations
 
 from typing import Any

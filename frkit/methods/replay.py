@@ -20,6 +20,7 @@ average, would give 1.5%). ``replay_fraction: 0.5`` is the 50% variant (200 of 4
 ``replay_fraction: null`` keeps ``replay_samples`` rows, what the kit did before the key (the committed
 results/cpu_stsb runs: 200 rows each).
 """
+
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
@@ -29,7 +30,6 @@ from frkit.methods.base import fit_log
 from frkit.methods.registry import register
 from frkit.methods.sequential import Sequential
 from frkit.train import cross_entropy_loss
-
 
 PAPER_BUFFER = 10_000  # FR-LoRA Tables 1-2: "ER (Buffer = 10000)"
 # the Shopping Queries reduced version's training judgements per marketplace (Reddy et al. 2022, Table 2)
@@ -67,9 +67,12 @@ class ExperienceReplay(Sequential):
     def memory(self, seen) -> dict:
         """{older marketplace: its buffered rows}: a stratified, seeded sample of each learned marketplace."""
         c = self.cfg
-        return {m.name: subsample([m.train], buffer_rows(len(m.train), c.replay_fraction, c.replay_samples), c.seed,
-                                  parallel=False)[0]
-                for m in seen[:-1]}
+        return {
+            m.name: subsample(
+                [m.train], buffer_rows(len(m.train), c.replay_fraction, c.replay_samples), c.seed, parallel=False
+            )[0]
+            for m in seen[:-1]
+        }
 
     def learn(self, step, marketplace, seen):
         name = marketplace.name
@@ -77,7 +80,15 @@ class ExperienceReplay(Sequential):
         tables = {name: marketplace.train, **self.memory(seen)}
         heads = {id(h): h for h in (self.model.heads[t] for t in tables)}  # once each: a shared head is one module
         params = list(self.model.encoder.parameters()) + [p for h in heads.values() for p in h.parameters()]
-        result = self.train(self.model, params, marketplace, name, self.cfg.lr, step, loss_fn=replay_loss,
-                            batches=self.mixed_batches(tables, step))
+        result = self.train(
+            self.model,
+            params,
+            marketplace,
+            name,
+            self.cfg.lr,
+            step,
+            loss_fn=replay_loss,
+            batches=self.mixed_batches(tables, step),
+        )
         self.learned.append(name)
         return {**fit_log(result), "replayed_rows": {t: len(rows) for t, rows in tables.items() if t != name}}

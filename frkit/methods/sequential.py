@@ -3,12 +3,13 @@
 The lower bound that shows catastrophic forgetting: old marketplaces are scored with their own
 head on top of the final encoder.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
-from frkit.methods.registry import register
 from frkit.methods.base import Method, fit_log, load_module, save_module
+from frkit.methods.registry import register
 
 
 @register

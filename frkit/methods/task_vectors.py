@@ -7,6 +7,7 @@ for each marketplace t:
   3. the scoring encoder is theta_0 + the merged vector (scaled by ``scoring_scale``)
 Every marketplace is scored with that merged encoder and its own head (trained on theta_t, not re-fitted).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,6 @@ from pydantic import BaseModel
 from safetensors.torch import load_file
 
 from frkit import atomic
-
 from frkit.core.merging import apply_task_vector, task_vector
 from frkit.methods.sequential import Sequential
 

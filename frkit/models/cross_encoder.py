@@ -1,4 +1,5 @@
 """A relevance cross-encoder: a Hugging Face encoder with one classification head per marketplace."""
+
 from __future__ import annotations
 
 import copy

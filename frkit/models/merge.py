@@ -1,4 +1,5 @@
 """Zero extra inference latency: a marketplace's adapter merged into a copy of the base (FR-LoRA 5.6.4)."""
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
 """One named peft adapter per marketplace on a shared frozen encoder (LoRA, DoRA or prefix tuning)."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ def prefix_config(tokens: int, projection: bool = False, projection_hidden: int 
     # FEATURE_EXTRACTION: peft prepends the prefix to every layer's keys/values and widens the mask.
     # (peft's prompt learning drops token_type_ids, with a warning: a pair's second segment is not marked)
     extra = {"encoder_hidden_size": projection_hidden} if projection_hidden else {}
-    return PrefixTuningConfig(task_type="FEATURE_EXTRACTION", num_virtual_tokens=tokens, prefix_projection=projection,
-                              **extra)
+    return PrefixTuningConfig(
+        task_type="FEATURE_EXTRACTION", num_virtual_tokens=tokens, prefix_projection=projection, **extra
+    )
 
 
 def add_adapter(encoder: nn.Module, name: str, config) -> PeftModel:
@@ -79,8 +81,9 @@ def load_adapters(encoder: nn.Module, folder: Path) -> PeftModel:
     def trainable(name: str) -> bool:
         return not PeftConfig.from_pretrained(str(folder / name)).is_prompt_learning
 
-    peft_model = PeftModel.from_pretrained(encoder, str(folder / names[0]), adapter_name=names[0],
-                                           is_trainable=trainable(names[0]))
+    peft_model = PeftModel.from_pretrained(
+        encoder, str(folder / names[0]), adapter_name=names[0], is_trainable=trainable(names[0])
+    )
     for name in names[1:]:
         peft_model.load_adapter(str(folder / name), adapter_name=name, is_trainable=trainable(name))
     return peft_model

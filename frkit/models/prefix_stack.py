@@ -18,6 +18,7 @@ peft does for one prefix, for any number of them, without the cache API:
 So with one active prefix the encoder computes exactly what peft's prefix tuning computes (tested to 1e-5),
 and with several it computes what peft would with their concatenation as one prefix.
 """
+
 from __future__ import annotations
 
 import re
@@ -38,8 +39,9 @@ class PrefixTable(nn.Module):
     embedding [n, hidden] -> Linear(hidden, projection_hidden) -> tanh -> Linear(projection_hidden, 2 L hidden).
     """
 
-    def __init__(self, tokens: int, num_layers: int, hidden: int, projection: bool = False,
-                 projection_hidden: int | None = None):
+    def __init__(
+        self, tokens: int, num_layers: int, hidden: int, projection: bool = False, projection_hidden: int | None = None
+    ):
         super().__init__()
         self.tokens, self.num_layers, self.hidden = tokens, num_layers, hidden
         width = num_layers * 2 * hidden
@@ -87,8 +89,14 @@ class PrefixedSelfAttention(nn.Module):
         self.prefix: tuple[Tensor, Tensor] | None = None
         self.train(base.training)
 
-    def forward(self, hidden_states: Tensor, attention_mask: Tensor | None = None, cache=None,
-                encoder_hidden_states=None, **kwargs) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self,
+        hidden_states: Tensor,
+        attention_mask: Tensor | None = None,
+        cache=None,
+        encoder_hidden_states=None,
+        **kwargs,
+    ) -> tuple[Tensor, Tensor | None]:
         if cache is not None or encoder_hidden_states is not None:
             raise NotImplementedError("prefixed self-attention is for encoders: no cache, no cross-attention")
         input_shape = hidden_states.shape[:-1]
@@ -101,10 +109,19 @@ class PrefixedSelfAttention(nn.Module):
             b = hidden_states.shape[0]
             key = torch.cat([pk.to(key.dtype).unsqueeze(0).expand(b, -1, -1, -1), key], dim=2)
             value = torch.cat([pv.to(value.dtype).unsqueeze(0).expand(b, -1, -1, -1), value], dim=2)
-        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation,
-                                                                    eager_attention_forward)
-        out, weights = attention(self, query, key, value, attention_mask,
-                                 dropout=0.0 if not self.training else self.dropout.p, scaling=self.scaling, **kwargs)
+        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        out, weights = attention(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=0.0 if not self.training else self.dropout.p,
+            scaling=self.scaling,
+            **kwargs,
+        )
         return out.reshape(*input_shape, -1).contiguous(), weights
 
 
@@ -133,8 +150,10 @@ class PrefixedEncoder(nn.Module):
                 setattr(model.get_submodule(parent), child, module)
             found[int(match.group(1))] = module
         if not found or sorted(found) != list(range(len(found))):
-            raise ValueError("no '...layer.<i>.attention.self' blocks with query/key/value found: "
-                             "expected a BERT-architecture encoder (BertModel, e5)")
+            raise ValueError(
+                "no '...layer.<i>.attention.self' blocks with query/key/value found: "
+                "expected a BERT-architecture encoder (BertModel, e5)"
+            )
         self.layers = [found[i] for i in range(len(found))]
         first = self.layers[0]
         self.num_heads, self.head_dim = first.num_attention_heads, first.attention_head_size
@@ -144,7 +163,9 @@ class PrefixedEncoder(nn.Module):
     def config(self):
         return self.model.config
 
-    def add_prefix(self, name: str, tokens: int, projection: bool = False, projection_hidden: int | None = None) -> PrefixTable:
+    def add_prefix(
+        self, name: str, tokens: int, projection: bool = False, projection_hidden: int | None = None
+    ) -> PrefixTable:
         table = PrefixTable(tokens, len(self.layers), self.hidden, projection, projection_hidden)
         self.prefixes[name] = table.to(next(self.model.parameters()).device)
         return self.prefixes[name]
@@ -160,12 +181,23 @@ class PrefixedEncoder(nn.Module):
         kv = table.view(table.shape[0], 2 * len(self.layers), self.num_heads, self.head_dim).permute(1, 2, 0, 3)
         return [(kv[2 * i], kv[2 * i + 1]) for i in range(len(self.layers))]
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
-                position_ids: Tensor | None = None, **kwargs):
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        **kwargs,
+    ):
         per_layer = self.layer_prefixes()
         if per_layer is None:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                              position_ids=position_ids, **kwargs)
+            return self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                position_ids=position_ids,
+                **kwargs,
+            )
         b, s = input_ids.shape
         p = per_layer[0][0].shape[1]
         if attention_mask is None:
@@ -176,8 +208,13 @@ class PrefixedEncoder(nn.Module):
         for layer, kv in zip(self.layers, per_layer):
             layer.prefix = kv
         try:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                              position_ids=position_ids, **kwargs)
+            return self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                token_type_ids=token_type_ids,
+                position_ids=position_ids,
+                **kwargs,
+            )
         finally:
             for layer in self.layers:
                 layer.prefix = None

@@ -4,6 +4,7 @@ optionally trimmed to the vocabulary the configured marketplaces use.
 ``resolve_model_source`` is the one function that turns the params' ``model_name_or_path`` into what
 ``from_pretrained`` accepts; ``prepare_model_source`` adds the checks of a local folder and the trimming.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,10 @@ def resolve_model_source(name_or_path: str | os.PathLike) -> str | Path:
     if name == OFFLINE_E5:
         return ensure_offline_e5()
     if name.startswith("offline:"):
-        raise FrkitInputError(f"key 'model_name_or_path': unknown offline model {name!r}; "
-                              f"expected {OFFLINE_E5!r}, a Hub id or a local model folder")
+        raise FrkitInputError(
+            f"key 'model_name_or_path': unknown offline model {name!r}; "
+            f"expected {OFFLINE_E5!r}, a Hub id or a local model folder"
+        )
     if Path(name).is_absolute():
         return name
     local = resolve(name)
@@ -46,8 +49,12 @@ def marketplace_texts(marketplaces: list[Marketplace]):
 
 def looks_local(name: str) -> bool:
     """A folder, not a Hub id: it exists, or it is written as a path (absolute, ./, ../, ~, or more than org/name)."""
-    return (Path(name).expanduser().exists() or Path(name).is_absolute()
-            or name.startswith(("./", "../", "~", ".\\")) or name.count("/") > 1)
+    return (
+        Path(name).expanduser().exists()
+        or Path(name).is_absolute()
+        or name.startswith(("./", "../", "~", ".\\"))
+        or name.count("/") > 1
+    )
 
 
 def prepare_model_source(cfg, marketplaces: list[Marketplace]) -> Path | str:

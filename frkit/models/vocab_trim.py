@@ -20,6 +20,7 @@ Public API:
     trimmed_model_dir(model_dir, texts, cache_root) -> Path     (cached by content + kept ids)
     kept_token_ids(model_dir, texts) -> list[int]
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,11 +42,31 @@ log = logging.getLogger(__name__)
 TRIM_INFO = "frkit_trim.json"
 WEIGHTS = "model.safetensors"
 # files that describe the old vocabulary and must not travel into the trimmed folder
-_NOT_COPIED = {WEIGHTS, "tokenizer.json", "config.json", "tokenizer_config.json", "pytorch_model.bin",
-               "sentencepiece.bpe.model", "spiece.model", "tokenizer.model", "vocab.txt", "vocab.json",
-               "merges.txt", COMPLETE_MARKER, TRIM_INFO}
-_CONFIG_TOKEN_IDS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id",
-                     "unk_token_id", "mask_token_id", "decoder_start_token_id")
+_NOT_COPIED = {
+    WEIGHTS,
+    "tokenizer.json",
+    "config.json",
+    "tokenizer_config.json",
+    "pytorch_model.bin",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "tokenizer.model",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    COMPLETE_MARKER,
+    TRIM_INFO,
+}
+_CONFIG_TOKEN_IDS = (
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "sep_token_id",
+    "cls_token_id",
+    "unk_token_id",
+    "mask_token_id",
+    "decoder_start_token_id",
+)
 _BATCH = 2048
 
 Text = str | tuple[str, str]
@@ -53,8 +74,10 @@ Text = str | tuple[str, str]
 
 # --------------------------------------------------------------------------- public API
 
-def trim_vocabulary(model_dir: str | os.PathLike, texts: Iterable[Text], out_dir: str | os.PathLike,
-                    verify: bool = True) -> Path:
+
+def trim_vocabulary(
+    model_dir: str | os.PathLike, texts: Iterable[Text], out_dir: str | os.PathLike, verify: bool = True
+) -> Path:
     """Write a copy of the HF folder ``model_dir`` to ``out_dir`` whose vocabulary holds only the
     tokens the tokenizer produces on ``texts`` (strings, or (a, b) pairs encoded as pairs) plus all
     special tokens. With ``verify`` the texts are re-tokenised by the new folder and must give the
@@ -117,7 +140,9 @@ def _texts_digest(texts: Sequence[Text]) -> str:
     digest = hashlib.sha256()
     for text in texts:
         # a 0x1e/0x1f framing keeps ("a b",) apart from ("a", "b")
-        digest.update(("\x1e" + text if isinstance(text, str) else "\x1f" + "\x1f".join(text)).encode("utf-8", "surrogatepass"))
+        digest.update(
+            ("\x1e" + text if isinstance(text, str) else "\x1f" + "\x1f".join(text)).encode("utf-8", "surrogatepass")
+        )
     return digest.hexdigest()
 
 
@@ -125,7 +150,11 @@ def model_content_id(model_dir: str | os.PathLike) -> str:
     """sha256 over the folder's config, tokenizer and weights files (names and bytes)."""
     digest = hashlib.sha256()
     for path in sorted(Path(model_dir).iterdir()):
-        if path.is_file() and (path.suffix in (".json", ".safetensors", ".model", ".txt")) and path.name != COMPLETE_MARKER:
+        if (
+            path.is_file()
+            and (path.suffix in (".json", ".safetensors", ".model", ".txt"))
+            and path.name != COMPLETE_MARKER
+        ):
             digest.update(path.name.encode() + b"\0" + _file_sha256(path).encode())
     return digest.hexdigest()
 
@@ -148,6 +177,7 @@ def _file_sha256(path: Path) -> str:
 
 # --------------------------------------------------------------------------- which ids to keep
 
+
 def _load_unigram_tokenizer_json(model_dir: Path) -> dict:
     path = model_dir / "tokenizer.json"
     if not path.is_file():
@@ -157,7 +187,8 @@ def _load_unigram_tokenizer_json(model_dir: Path) -> dict:
     if kind != "Unigram":
         raise NotImplementedError(
             f"vocabulary trimming supports SentencePiece-Unigram tokenizers only; {model_dir} uses {kind} "
-            "(its greedy segmentation could change once unused pieces are removed)")
+            "(its greedy segmentation could change once unused pieces are removed)"
+        )
     if not (model_dir / WEIGHTS).is_file():
         raise NotImplementedError(f"vocabulary trimming needs a single {WEIGHTS} in {model_dir}")
     return tokenizer_json
@@ -203,16 +234,18 @@ def _encode_all(tokenizer, texts: Sequence[Text]) -> Iterable[list[int]]:
     singles = [t for t in texts if isinstance(t, str)]
     pairs = [tuple(t) for t in texts if not isinstance(t, str)]
     for start in range(0, len(singles), _BATCH):
-        yield from tokenizer(singles[start:start + _BATCH], truncation=False)["input_ids"]
+        yield from tokenizer(singles[start : start + _BATCH], truncation=False)["input_ids"]
     for start in range(0, len(pairs), _BATCH):
-        a, b = zip(*pairs[start:start + _BATCH])
+        a, b = zip(*pairs[start : start + _BATCH])
         yield from tokenizer(list(a), list(b), truncation=False)["input_ids"]
 
 
 # --------------------------------------------------------------------------- writing the folder
 
-def write_trimmed(model_dir: str | os.PathLike, kept: Sequence[int], out_dir: str | os.PathLike,
-                  tokenizer_json: dict | None = None) -> Path:
+
+def write_trimmed(
+    model_dir: str | os.PathLike, kept: Sequence[int], out_dir: str | os.PathLike, tokenizer_json: dict | None = None
+) -> Path:
     """Write ``model_dir`` restricted to the sorted original ids ``kept`` (new id = position) to ``out_dir``."""
     model_dir, out = Path(model_dir), Path(out_dir)
     tokenizer_json = tokenizer_json or _load_unigram_tokenizer_json(model_dir)
@@ -224,7 +257,10 @@ def write_trimmed(model_dir: str | os.PathLike, kept: Sequence[int], out_dir: st
             shutil.copy2(path, out / path.name)
     _write_json(out / "tokenizer.json", _trim_tokenizer_json(tokenizer_json, kept, new_id))
     if (model_dir / "tokenizer_config.json").is_file():
-        _write_json(out / "tokenizer_config.json", _trim_tokenizer_config(_read_json(model_dir / "tokenizer_config.json"), new_id))
+        _write_json(
+            out / "tokenizer_config.json",
+            _trim_tokenizer_config(_read_json(model_dir / "tokenizer_config.json"), new_id),
+        )
     _write_json(out / "config.json", _trim_config(_read_json(model_dir / "config.json"), new_id))
     n_rows_before = _trim_weights(model_dir / WEIGHTS, out / WEIGHTS, kept)
     _write_json(out / TRIM_INFO, {"source": str(model_dir), "original_vocab_size": n_rows_before, "kept_ids": kept})
@@ -310,7 +346,7 @@ def _trim_weights(src: Path, dst: Path, kept: list[int]) -> int:
                 tensor = tensor.index_select(0, index).contiguous()
             tensors[name] = tensor
     save_file(tensors, str(dst), metadata=metadata)
-    dst.chmod(0o644)   # safetensors writes owner-only files; caches are shared
+    dst.chmod(0o644)  # safetensors writes owner-only files; caches are shared
     return n_rows
 
 
@@ -323,10 +359,12 @@ def _strict_remap(new_id: dict[int, int]):
         if old not in new_id:
             raise ValueError(f"token id {old} is referenced by the tokenizer but was not kept")
         return new_id[old]
+
     return remap
 
 
 # --------------------------------------------------------------------------- checks and helpers
+
 
 def _verify(source_tokenizer, trimmed_dir: Path, kept: list[int], texts: Sequence[Text]) -> None:
     """Re-tokenise ``texts`` with both tokenizers; every new id must map back to the old one."""

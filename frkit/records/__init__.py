@@ -7,6 +7,7 @@ reach the module as ``sys.modules["frkit.records.environment"]`` (``from frkit.r
 works as usual). Fingerprints are imported from ``frkit.records.fingerprint`` (not re-exported, for the same
 reason).
 """
+
 from frkit.records.checksums import MANIFEST, has_manifest, sha256_file, verify, write_manifest
 from frkit.records.environment import PACKAGES, code_hash, environment, git_revision
 from frkit.records.folder import RunFolder, make_writable_folder
@@ -24,12 +25,32 @@ from frkit.records.readers import RunRecord, load_run, read_json, read_params, r
 from frkit.records.resume import restore
 
 __all__ = [
-    "MANIFEST", "has_manifest", "sha256_file", "verify", "write_manifest",
-    "PACKAGES", "code_hash", "environment", "git_revision",
-    "RunFolder", "make_writable_folder",
-    "LOCK", "RunLock", "lock_run_folder",
-    "LEGACY_VALUES", "RESUME_FREE_KEYS", "START_AGAIN", "describe_changes", "params_changes", "with_legacy_values",
-    "UNRECORDED", "run_precision",
-    "RunRecord", "load_run", "read_json", "read_params", "read_run_files",
+    "MANIFEST",
+    "has_manifest",
+    "sha256_file",
+    "verify",
+    "write_manifest",
+    "PACKAGES",
+    "code_hash",
+    "environment",
+    "git_revision",
+    "RunFolder",
+    "make_writable_folder",
+    "LOCK",
+    "RunLock",
+    "lock_run_folder",
+    "LEGACY_VALUES",
+    "RESUME_FREE_KEYS",
+    "START_AGAIN",
+    "describe_changes",
+    "params_changes",
+    "with_legacy_values",
+    "UNRECORDED",
+    "run_precision",
+    "RunRecord",
+    "load_run",
+    "read_json",
+    "read_params",
+    "read_run_files",
     "restore",
 ]

@@ -4,6 +4,7 @@ A checkpoint is a folder of files written by the method (and by peft); ``checksu
 size and sha256. ``verify`` names the first file that is missing, of another size or of other content, so a
 truncated, zero-filled or partly deleted checkpoint is never loaded as if it were the trained model.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,9 +32,13 @@ def _files(folder: Path) -> list[Path]:
 def write_manifest(folder: str | Path) -> dict:
     """Hash every file under ``folder`` into ``folder/checksums.json`` (atomically); returns the manifest."""
     folder = Path(folder)
-    manifest = {"algorithm": "sha256", "files": {
-        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in _files(folder)
-    }}
+    manifest = {
+        "algorithm": "sha256",
+        "files": {
+            p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in _files(folder)
+        },
+    }
     atomic.write_json(folder / MANIFEST, manifest)
     return manifest
 

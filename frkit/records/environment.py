@@ -2,6 +2,7 @@
 
 ``environment.json`` holds one such record per process that ran the run (its start and every resume).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,8 +20,9 @@ def git_revision() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=_FRKIT)
         rev = out.stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5,
-                               cwd=_FRKIT).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], capture_output=True, text=True, timeout=5, cwd=_FRKIT
+        ).stdout.strip()
         return (rev + ("-dirty" if dirty else "")) if rev else None
     except (OSError, subprocess.SubprocessError):
         return None

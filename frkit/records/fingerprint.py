@@ -9,6 +9,7 @@ A marketplace is anything with ``.name`` and ``.split(name) -> DataFrame`` (frki
 records sit below the data layer, so the columns and splits hashed are named here (tests check they are the data
 layer's ``COLUMNS`` / ``SPLITS``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,8 +43,9 @@ def table_digest(table) -> str:
 
 
 def data_fingerprint(marketplaces: Iterable[HasSplits]) -> dict:
-    return {m.name: {s: {"rows": len(m.split(s)), "sha256": table_digest(m.split(s))} for s in SPLITS}
-            for m in marketplaces}
+    return {
+        m.name: {s: {"rows": len(m.split(s)), "sha256": table_digest(m.split(s))} for s in SPLITS} for m in marketplaces
+    }
 
 
 def _file_hash(path: Path) -> str:
@@ -58,8 +60,11 @@ def model_fingerprint(source: str | os.PathLike) -> dict:
     folder = Path(source)
     if not folder.is_dir():
         return {"hub_id": str(source)}
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                   and p.suffix in MODEL_SUFFIXES and p.name.lower() != "readme.md")
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix in MODEL_SUFFIXES and p.name.lower() != "readme.md"
+    )
     return {"files": {p.name: {"size": p.stat().st_size, "sha256": _file_hash(p)} for p in files}}
 
 
@@ -81,8 +86,9 @@ def differences(saved: dict, now: dict) -> list[str]:
             elif a["rows"] != b["rows"]:
                 out.append(f"data of marketplace {name!r} split {split!r}: {a['rows']} rows -> {b['rows']} rows")
             else:
-                out.append(f"data of marketplace {name!r} split {split!r}: same {a['rows']} rows, other ids, texts "
-                           "or labels")
+                out.append(
+                    f"data of marketplace {name!r} split {split!r}: same {a['rows']} rows, other ids, texts or labels"
+                )
     old_model, new_model = saved.get("model", {}), now.get("model", {})
     if old_model != new_model:
         if "files" in old_model and "files" in new_model:
@@ -90,6 +96,8 @@ def differences(saved: dict, now: dict) -> list[str]:
             changed = sorted(f for f in set(a) | set(b) if a.get(f) != b.get(f))
             out.append(f"model files changed: {changed}")
         else:
-            out.append(f"model changed: {old_model.get('hub_id', 'a local folder')} -> "
-                       f"{new_model.get('hub_id', 'a local folder')}")
+            out.append(
+                f"model changed: {old_model.get('hub_id', 'a local folder')} -> "
+                f"{new_model.get('hub_id', 'a local folder')}"
+            )
     return out

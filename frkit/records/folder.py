@@ -14,6 +14,7 @@ outputs/<run>/
 Every file is written atomically and fsynced (frkit/atomic.py), JSON strictly (no NaN / Infinity), so a run
 stopped at any point resumes from the last finished marketplace with everything before it intact.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,10 @@ def make_writable_folder(path: Path) -> list[Path]:
     if not existing.is_dir():
         raise FrkitInputError(f"output_dir: cannot make the run folder {path}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise FrkitInputError(f"output_dir: cannot write the run folder {path}: {existing} is not writable "
-                              "(permissions or a read-only file system); choose another output_dir")
+        raise FrkitInputError(
+            f"output_dir: cannot write the run folder {path}: {existing} is not writable "
+            "(permissions or a read-only file system); choose another output_dir"
+        )
     missing = [p for p in [path, *path.parents] if not p.exists()]
     made = []
     try:
@@ -67,9 +70,11 @@ def make_writable_folder(path: Path) -> list[Path]:
         probe.unlink()
     except OSError as err:
         remove_made(made)
-        raise FrkitInputError(f"output_dir: cannot make or write the run folder {path} ({err.strerror or err}: "
-                              f"{err.filename or path}); a read-only or virtual file system, or permissions? choose "
-                              "another output_dir") from None
+        raise FrkitInputError(
+            f"output_dir: cannot make or write the run folder {path} ({err.strerror or err}: "
+            f"{err.filename or path}); a read-only or virtual file system, or permissions? choose "
+            "another output_dir"
+        ) from None
     return made
 
 
@@ -103,8 +108,9 @@ class RunFolder:
             return
         changes = params_changes(saved, params, defaults)
         if changes:
-            raise FrkitInputError(f"run folder {self.path} was started with other parameters "
-                                  f"({describe_changes(changes)}); {START_AGAIN}")
+            raise FrkitInputError(
+                f"run folder {self.path} was started with other parameters ({describe_changes(changes)}); {START_AGAIN}"
+            )
         self.progress()  # readable, or named now
         self.fingerprint()
         self._environment()
@@ -116,8 +122,10 @@ class RunFolder:
             return
         changed = differences(saved, now)
         if changed:
-            raise FrkitInputError(f"run folder {self.path} was started with other data or another model "
-                                  f"({'; '.join(changed)}); {START_AGAIN}")
+            raise FrkitInputError(
+                f"run folder {self.path} was started with other data or another model "
+                f"({'; '.join(changed)}); {START_AGAIN}"
+            )
 
     def open(self, params: dict, resume: bool, defaults: dict | None = None, fingerprint: dict | None = None) -> None:
         """Create the folder, or check that an existing one was made with the same parameters (:meth:`check`)
@@ -156,8 +164,9 @@ class RunFolder:
         return aside
 
     @contextmanager
-    def locked(self, take: bool = True,
-               share: Callable[[str | None], str | None] | None = None) -> Iterator[RunLock | None]:
+    def locked(
+        self, take: bool = True, share: Callable[[str | None], str | None] | None = None
+    ) -> Iterator[RunLock | None]:
         """Make the folder (checked writable: :func:`make_writable_folder`) and hold its lock (lock.py) for the
         block; on leaving, however the block ends, drop the lock and remove the folders made here if the run
         left them empty (a refused run leaves no folder behind).
@@ -228,9 +237,15 @@ class RunFolder:
         write_manifest(tmp)
         atomic.replace_dir(tmp, final)
         prog = self.progress()
-        prog["steps"] = [s for s in prog["steps"] if s["step"] < step] + [{
-            "step": step, "marketplace": name, "auc_row": row, "trainable_params": method.trainable_params, **log,
-        }]
+        prog["steps"] = [s for s in prog["steps"] if s["step"] < step] + [
+            {
+                "step": step,
+                "marketplace": name,
+                "auc_row": row,
+                "trainable_params": method.trainable_params,
+                **log,
+            }
+        ]
         atomic.write_json(self.path / "progress.json", prog)
         keep = {self.checkpoint_dir(s["step"], s["marketplace"]) for s in prog["steps"][-2:]}
         for old in (self.path / "checkpoints").glob("step_*"):

@@ -12,6 +12,7 @@ process's start (so a pid reused by a later process is not taken for the holder)
   going on in another thread: then refused like any live holder. A notebook that runs a cell twice does not
   wait for itself: the runner releases the lock at the end of each run, however it ends.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,7 +38,7 @@ def _process_start(pid: int) -> str | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2:].split()  # after the command name, which may hold spaces and parentheses
+    fields = stat[stat.rfind(")") + 2 :].split()  # after the command name, which may hold spaces and parentheses
     return fields[19] if len(fields) > 19 else None
 
 
@@ -61,7 +62,7 @@ def _alive(holder: dict) -> bool:
         return False  # the pid now belongs to a later process
     try:
         state = Path(f"/proc/{pid}/stat").read_text()
-        return state[state.rfind(")") + 2:].split()[0] != "Z"  # a zombie has ended, only its parent has not reaped it
+        return state[state.rfind(")") + 2 :].split()[0] != "Z"  # a zombie has ended, only its parent has not reaped it
     except (OSError, IndexError):
         return True
 
@@ -100,7 +101,8 @@ class RunLock:
             f"run folder {self.folder} is in use by {who} {holder.get('pid')} on host {holder.get('host')} (since "
             f"{holder.get('started')}; {self.path}); two processes on one run folder would both write it: wait for "
             "that run to end, or use another run_name (or output_dir)"
-            + ("" if ours else f"; if that process is gone and the lock remains, delete {self.path}"))
+            + ("" if ours else f"; if that process is gone and the lock remains, delete {self.path}")
+        )
 
     def _take_over(self, ino: int) -> bool:
         """Remove the stale lock file with inode ``ino``, and only that one (another process may have taken the
@@ -122,16 +124,23 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         """Take the lock (the folder must exist); refused at once when a live process holds it."""
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
-                  "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "token": self.token}
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "process_start": _process_start(os.getpid()),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "token": self.token,
+        }
         for _ in range(10):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 pass
             except OSError as err:
-                raise FrkitInputError(f"output_dir: cannot make the lock {self.path} of the run folder "
-                                      f"({err.strerror or err}); choose another output_dir") from None
+                raise FrkitInputError(
+                    f"output_dir: cannot make the lock {self.path} of the run folder "
+                    f"({err.strerror or err}); choose another output_dir"
+                ) from None
             else:
                 try:
                     os.write(fd, json.dumps(record).encode("utf-8"))
@@ -152,12 +161,16 @@ class RunLock:
                 if (ours and held_here) or (not ours and _alive(holder)):
                     raise self._refusal(holder)
             if self._take_over(ino):
-                what = (f"process {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
-                        if holder else "an unreadable lock file")
-                log.warning("run folder %s: taking over the stale lock of %s (that process is gone)", self.folder,
-                            what)
-        raise FrkitInputError(f"run folder {self.folder}: could not take {self.path} (other processes keep taking "
-                              "it over); run one process at a time on a run folder")
+                what = (
+                    f"process {holder.get('pid')} on {holder.get('host')}, since {holder.get('started')}"
+                    if holder
+                    else "an unreadable lock file"
+                )
+                log.warning("run folder %s: taking over the stale lock of %s (that process is gone)", self.folder, what)
+        raise FrkitInputError(
+            f"run folder {self.folder}: could not take {self.path} (other processes keep taking "
+            "it over); run one process at a time on a run folder"
+        )
 
     def release(self) -> None:
         """Drop the lock, if this lock still holds it (a lock file that another process took over stays)."""

@@ -4,14 +4,20 @@ A key the saved params lack (an option added to frkit since the run started) cou
 is what the old run did: its ``LEGACY_VALUES`` entry where the default has changed behaviour since, else its
 default. ``RESUME_FREE_KEYS`` say where a run is written, not what it computes: they may differ.
 """
+
 from __future__ import annotations
 
 # keys that may change between a stopped run and its resumption
 RESUME_FREE_KEYS = frozenset({"resume", "output_dir", "run_name", "report_to"})  # report_to: where it is logged
 # keys added with a default that behaves differently from what older run folders did: their old behaviour
-LEGACY_VALUES = {"parallel_pairs": "shared", "length_batching": False,
-                 # replay kept replay_samples rows; heads were fresh; Eq. 4 was Fisher-weighted (issues 29, 30)
-                 "replay_fraction": None, "head_init": "fresh", "fr_weighting": "fisher"}
+LEGACY_VALUES = {
+    "parallel_pairs": "shared",
+    "length_batching": False,
+    # replay kept replay_samples rows; heads were fresh; Eq. 4 was Fisher-weighted (issues 29, 30)
+    "replay_fraction": None,
+    "head_init": "fresh",
+    "fr_weighting": "fisher",
+}
 START_AGAIN = "use another run_name, or resume: false (-p resume false) to set the old folder aside and start again"
 
 

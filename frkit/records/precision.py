@@ -1,5 +1,6 @@
 """How a run's encoder computed (fp32 or bf16 autocast), read from its records: each step's entry where it has
 one, else what params.yaml asked for and what each session's machine chose (runs from before steps recorded it)."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ def _precision_from_record(folder: Path, n_steps: int) -> set:
     import yaml
 
     try:
-        requested = (yaml.safe_load((folder / "params.yaml").read_text(encoding="utf-8")) or {}).get("precision",
-                                                                                                    "auto")
+        requested = (yaml.safe_load((folder / "params.yaml").read_text(encoding="utf-8")) or {}).get(
+            "precision", "auto"
+        )
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError, AttributeError):
         return {None}
     if requested in ("fp32", "bf16"):
@@ -40,5 +42,6 @@ def _precision_from_record(folder: Path, n_steps: int) -> set:
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
         return {None}
     ran = [e for e, a, b in zip(sessions, starts, starts[1:]) if b > a]
-    return {None if "bf16_autocast_fast" not in e else ("bf16" if e["bf16_autocast_fast"] else "fp32")
-            for e in ran} or {None}
+    return {
+        None if "bf16_autocast_fast" not in e else ("bf16" if e["bf16_autocast_fast"] else "fp32") for e in ran
+    } or {None}

@@ -5,6 +5,7 @@ an ``FrkitInputError`` naming it and what it holds, since resuming from it would
 Lenient (``read_run_files``, ``read_params``): a results folder whose run is missing or half-written reads as
 None / {} and is listed as missing by the summary, never averaged.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,9 @@ def read_json(path: Path, what: str):
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise FrkitInputError(f"{path} is not valid JSON ({err}); it holds {what}: restore it, or "
-                              f"{START_AGAIN}") from None
+        raise FrkitInputError(
+            f"{path} is not valid JSON ({err}); it holds {what}: restore it, or {START_AGAIN}"
+        ) from None
 
 
 def read_run_params(folder: Path) -> dict | None:
@@ -36,11 +38,15 @@ def read_run_params(folder: Path) -> dict | None:
     try:
         saved = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as err:
-        raise FrkitInputError(f"{p} is not readable YAML ({str(err).splitlines()[0]}); it holds the run's "
-                              f"parameters: restore it, or {START_AGAIN}") from None
+        raise FrkitInputError(
+            f"{p} is not readable YAML ({str(err).splitlines()[0]}); it holds the run's "
+            f"parameters: restore it, or {START_AGAIN}"
+        ) from None
     if not isinstance(saved, dict):
-        raise FrkitInputError(f"{p}: expected the run's parameters as key: value, got {type(saved).__name__}; "
-                              f"restore it, or {START_AGAIN}")
+        raise FrkitInputError(
+            f"{p}: expected the run's parameters as key: value, got {type(saved).__name__}; "
+            f"restore it, or {START_AGAIN}"
+        )
     return saved
 
 
@@ -52,10 +58,16 @@ def read_progress(folder: Path) -> dict:
     prog = read_json(p, "the finished marketplaces of the run")
     steps = prog.get("steps") if isinstance(prog, dict) else None
     if not isinstance(steps, list) or any(
-            not isinstance(s, dict) or s.get("step") != i or not isinstance(s.get("marketplace"), str)
-            or not isinstance(s.get("auc_row"), list) for i, s in enumerate(steps)):
-        raise FrkitInputError(f"{p}: expected {{'steps': [{{'step': 0, 'marketplace': ..., 'auc_row': [...]}}, "
-                              f"...]}} with steps 0, 1, ... in order; restore it, or {START_AGAIN}")
+        not isinstance(s, dict)
+        or s.get("step") != i
+        or not isinstance(s.get("marketplace"), str)
+        or not isinstance(s.get("auc_row"), list)
+        for i, s in enumerate(steps)
+    ):
+        raise FrkitInputError(
+            f"{p}: expected {{'steps': [{{'step': 0, 'marketplace': ..., 'auc_row': [...]}}, "
+            f"...]}} with steps 0, 1, ... in order; restore it, or {START_AGAIN}"
+        )
     prog.setdefault("init_aucs", None)
     return prog
 

@@ -7,6 +7,7 @@ from progress.json and the one before is tried: that marketplace is then learned
 seed, so the run ends as an unbroken one would. With no sound checkpoint left the run starts from the first
 marketplace, and says so.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,7 +39,8 @@ def restore(folder: RunFolder, make_method: Callable[[], object]):
                     raise FrkitInputError(
                         f"checkpoint {checkpoint} matches its checksums but could not be loaded "
                         f"({type(err).__name__}: {err}); was it written by another version of frkit or peft? "
-                        "Reinstall that version to resume, or start again with resume: false") from err
+                        "Reinstall that version to resume, or start again with resume: false"
+                    ) from err
                 problem = f"{checkpoint} could not be loaded ({type(err).__name__}: {err})"
         note = f"checkpoint of step {last['step']} ({last['marketplace']}) is damaged: {problem}"
         if checkpoint.exists():

@@ -8,6 +8,7 @@ readme_block  the README's results block of a sweep         paper_tables  the pa
 claims      both papers' claims checked on a sweep
 (A run's method reloaded from its checkpoint is frkit.reload: it builds models, so it sits on the execution side.)
 """
+
 from frkit.reports.display import show
 
 __all__ = ["show"]

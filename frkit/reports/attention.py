@@ -1,4 +1,5 @@
 """Fusion attention of Attention Distillation runs: KL per layer, figures and explorer of notebook 04 (no training)."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -21,9 +22,14 @@ def teacher_student_kl(method, table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for layer in sorted(student):
         omega = old_adapter_scores(student[layer], teacher[layer].shape[-1], method.cfg.distill_renormalise)
-        rows.append({"layer": layer, "KL": float(attention_kl(teacher[layer], omega, mask)),
-                     "teacher mean": teacher[layer][mask.bool()].mean(0).numpy().round(4).tolist(),
-                     "student mean (old adapters)": omega[mask.bool()].mean(0).numpy().round(4).tolist()})
+        rows.append(
+            {
+                "layer": layer,
+                "KL": float(attention_kl(teacher[layer], omega, mask)),
+                "teacher mean": teacher[layer][mask.bool()].mean(0).numpy().round(4).tolist(),
+                "student mean (old adapters)": omega[mask.bool()].mean(0).numpy().round(4).tolist(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -33,13 +39,32 @@ def attention_by_marketplace_figure(artifact: dict[str, torch.Tensor], adapters:
     names = list(artifact)
     for i, name in enumerate(names):
         z = artifact[name].numpy()
-        fig.add_trace(go.Heatmap(z=z, x=adapters[: z.shape[1]], y=[f"layer {l}" for l in range(z.shape[0])],
-                                 zmin=0, zmax=1, colorscale="Blues", visible=i == 0, texttemplate="%{z:.2f}"))
-    buttons = [dict(label=n, method="update", args=[{"visible": [j == i for j in range(len(names))]},
-                                                     {"title": f"Mean fusion attention on {n} data"}])
-               for i, n in enumerate(names)]
-    fig.update_layout(updatemenus=[dict(buttons=buttons, x=0, y=1.15, xanchor="left")],
-                      title=f"Mean fusion attention on {names[0]} data", xaxis_title="adapter", yaxis_autorange="reversed")
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=adapters[: z.shape[1]],
+                y=[f"layer {layer}" for layer in range(z.shape[0])],
+                zmin=0,
+                zmax=1,
+                colorscale="Blues",
+                visible=i == 0,
+                texttemplate="%{z:.2f}",
+            )
+        )
+    buttons = [
+        dict(
+            label=n,
+            method="update",
+            args=[{"visible": [j == i for j in range(len(names))]}, {"title": f"Mean fusion attention on {n} data"}],
+        )
+        for i, n in enumerate(names)
+    ]
+    fig.update_layout(
+        updatemenus=[dict(buttons=buttons, x=0, y=1.15, xanchor="left")],
+        title=f"Mean fusion attention on {names[0]} data",
+        xaxis_title="adapter",
+        yaxis_autorange="reversed",
+    )
     return fig
 
 
@@ -52,12 +77,26 @@ def token_attention_figure(method, table: pd.DataFrame, row: int = 0) -> go.Figu
     fig = go.Figure()
     layers = sorted(scores)
     for i, layer in enumerate(layers):
-        fig.add_trace(go.Heatmap(z=scores[layer][0, :n].T.numpy(), x=tokens, y=method.learned[: scores[layer].shape[-1]],
-                                 zmin=0, zmax=1, colorscale="Blues", visible=i == 0))
-    buttons = [dict(label=f"layer {l}", method="update", args=[{"visible": [j == i for j in range(len(layers))]}])
-               for i, l in enumerate(layers)]
-    fig.update_layout(updatemenus=[dict(buttons=buttons, x=0, y=1.2, xanchor="left")],
-                      title="Fusion attention per token (rows: adapters)", xaxis_tickangle=-60)
+        fig.add_trace(
+            go.Heatmap(
+                z=scores[layer][0, :n].T.numpy(),
+                x=tokens,
+                y=method.learned[: scores[layer].shape[-1]],
+                zmin=0,
+                zmax=1,
+                colorscale="Blues",
+                visible=i == 0,
+            )
+        )
+    buttons = [
+        dict(label=f"layer {layer}", method="update", args=[{"visible": [j == i for j in range(len(layers))]}])
+        for i, layer in enumerate(layers)
+    ]
+    fig.update_layout(
+        updatemenus=[dict(buttons=buttons, x=0, y=1.2, xanchor="left")],
+        title="Fusion attention per token (rows: adapters)",
+        xaxis_tickangle=-60,
+    )
     return fig
 
 
@@ -81,9 +120,14 @@ def attention_explorer(method, marketplaces):
         scores, mask, ids = method.fusion_scores(table.iloc[[example.value]])
         n = int(mask[0].sum())
         tokens = method.ctx.tokenizer.convert_ids_to_tokens(ids[0, :n].tolist())
-        fig = px.imshow(scores[layer.value][0, :n].T.numpy(), x=[f"{i}:{t}" for i, t in enumerate(tokens)],
-                        y=method.learned[: scores[layer.value].shape[-1]], zmin=0, zmax=1,
-                        title=f"{market.value} example {example.value}, layer {layer.value}")
+        fig = px.imshow(
+            scores[layer.value][0, :n].T.numpy(),
+            x=[f"{i}:{t}" for i, t in enumerate(tokens)],
+            y=method.learned[: scores[layer.value].shape[-1]],
+            zmin=0,
+            zmax=1,
+            title=f"{market.value} example {example.value}, layer {layer.value}",
+        )
         with out:
             out.clear_output(wait=True)
             show(fig)

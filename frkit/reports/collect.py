@@ -6,6 +6,7 @@ folder whose files no longer match its sha256 manifest, or that has none, is ref
 a hand-edited ``metrics.json`` never reaches a summary or a claim silently. A run that is missing or half-written
 (no readable ``metrics.json``) is listed as missing and left out of the means.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,9 @@ class SweepResults:
 
     def frame(self) -> pd.DataFrame:
         """One row per finished run."""
-        return pd.DataFrame([{"label": k.label, "order": k.order_tag, "seed": k.seed, **v}
-                             for k, v in self.runs.items()])
+        return pd.DataFrame(
+            [{"label": k.label, "order": k.order_tag, "seed": k.seed, **v} for k, v in self.runs.items()]
+        )
 
     def labels(self) -> list[str]:
         return [label for label in self.sweep.labels if any(k.label == label for k in self.sweep.configs)]
@@ -50,8 +52,9 @@ def run_record(folder: Path, metrics: dict, progress: dict) -> dict:
     record.update({f"final {n}": _num(v) for n, v in metrics.get("final_auc", {}).items()})
     trainable = list(metrics.get("trainable_params", {}).values())
     record["trainable_params"] = trainable[-1] if trainable else np.nan
-    record["wall_seconds"] = sum(s.get("learn_seconds", 0) + s.get("eval_seconds", 0) for s in steps) + \
-        progress.get("init_seconds", 0.0)
+    record["wall_seconds"] = sum(s.get("learn_seconds", 0) + s.get("eval_seconds", 0) for s in steps) + progress.get(
+        "init_seconds", 0.0
+    )
     record["cpu_seconds"] = sum(s.get("cpu_seconds", np.nan) for s in steps) + progress.get("init_cpu_seconds", 0.0)
     record["precision"] = run_precision(folder, steps)
     record["started"] = _started(folder)
@@ -75,13 +78,17 @@ def check_manifest(sweep, key, folder: Path) -> None:
     """A run folder of a results folder matches its sha256 manifest, or a FrkitInputError names the run and file."""
     bless = f"frkit sweep {shown(sweep.path)} --write-manifests"
     if not has_manifest(folder):
-        raise FrkitInputError(f"results of {key} in {shown(folder)}: no checksums.json, so its files cannot be "
-                              f"checked; if they are the ones meant, write the manifests with `{bless}`")
+        raise FrkitInputError(
+            f"results of {key} in {shown(folder)}: no checksums.json, so its files cannot be "
+            f"checked; if they are the ones meant, write the manifests with `{bless}`"
+        )
     problem = verify(folder)
     if problem:
-        raise FrkitInputError(f"results of {key} in {shown(folder)} do not match their checksums.json: {problem}; "
-                              f"restore the file (git checkout), export the run again, or, if the change is meant, "
-                              f"`{bless}`")
+        raise FrkitInputError(
+            f"results of {key} in {shown(folder)} do not match their checksums.json: {problem}; "
+            f"restore the file (git checkout), export the run again, or, if the change is meant, "
+            f"`{bless}`"
+        )
 
 
 def collect(sweep) -> SweepResults:
@@ -93,8 +100,9 @@ def collect(sweep) -> SweepResults:
             check_manifest(sweep, key, folder)
         files = read_run_files(folder)
         if files is None:
-            out.missing[key] = ("half-written (no readable metrics.json / progress.json)" if folder.exists()
-                                else "not run")
+            out.missing[key] = (
+                "half-written (no readable metrics.json / progress.json)" if folder.exists() else "not run"
+            )
         else:
             out.runs[key] = run_record(folder, *files)
             out.params[key] = read_params(folder)

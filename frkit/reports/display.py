@@ -8,6 +8,7 @@ One display bundle carries two representations of the figure:
   whose script calls the plotly.js embedded once, in the first figure a kernel shows, so the report stays
   self-contained without a CDN and carries plotly.js once however many figures it has.
 """
+
 from __future__ import annotations
 
 import plotly.graph_objects as go
@@ -21,9 +22,19 @@ _plotly_js_sent = False
 def figure_bundle(fig: go.Figure, include_plotlyjs: bool) -> dict:
     """The mime bundle :func:`show` displays (exposed for tests)."""
     height = fig.layout.height or DEFAULT_HEIGHT
-    html = pio.to_html(fig, include_plotlyjs=include_plotlyjs, full_html=False, default_height=f"{height}px",
-                       default_width="100%", config={"responsive": True})
-    return {PLOTLY_MIMETYPE: fig.to_plotly_json(), "text/html": html, "text/plain": f"<plotly figure: {fig.layout.title.text or ''}>"}
+    html = pio.to_html(
+        fig,
+        include_plotlyjs=include_plotlyjs,
+        full_html=False,
+        default_height=f"{height}px",
+        default_width="100%",
+        config={"responsive": True},
+    )
+    return {
+        PLOTLY_MIMETYPE: fig.to_plotly_json(),
+        "text/html": html,
+        "text/plain": f"<plotly figure: {fig.layout.title.text or ''}>",
+    }
 
 
 def show(fig: go.Figure) -> None:

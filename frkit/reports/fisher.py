@@ -1,5 +1,6 @@
 """The diagonal Fisher of Eq. 3 as Stage I saved it (ewc / fr_lora / fr_dora runs): loading, top-k overlaps,
 Eq. 4's weight map, and the figures and explorer of notebook 03. Nothing trains here."""
+
 from __future__ import annotations
 
 import re
@@ -11,8 +12,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import torch
 
-from frkit.records import RunFolder
 from frkit.errors import FrkitInputError
+from frkit.records import RunFolder
 from frkit.reports.display import show
 
 LAYER = re.compile(r"layer\.(\d+)\.attention\.self\.(query|key|value)\.weight$")
@@ -26,7 +27,9 @@ def fisher_by_marketplace(run_dir: str | Path) -> dict[str, dict[str, torch.Tens
         try:
             out[s["marketplace"]] = folder.load_artifact(s["step"], s["marketplace"], "fisher_qkv")
         except FileNotFoundError:
-            raise FrkitInputError(f"{run_dir}: no Fisher saved for {s['marketplace']} (method must be ewc, fr_lora or fr_dora)") from None
+            raise FrkitInputError(
+                f"{run_dir}: no Fisher saved for {s['marketplace']} (method must be ewc, fr_lora or fr_dora)"
+            ) from None
     return out
 
 
@@ -58,8 +61,9 @@ def topk_overlap(fisher_a: dict[str, torch.Tensor], fisher_b: dict[str, torch.Te
 
 def overlap_matrix(fishers: dict[str, dict[str, torch.Tensor]], k_percent: float = 1.0) -> pd.DataFrame:
     names = list(fishers)
-    return pd.DataFrame([[topk_overlap(fishers[a], fishers[b], k_percent) for b in names] for a in names],
-                        index=names, columns=names)
+    return pd.DataFrame(
+        [[topk_overlap(fishers[a], fishers[b], k_percent) for b in names] for a in names], index=names, columns=names
+    )
 
 
 def fr_weight(fisher: torch.Tensor, eps: float) -> torch.Tensor:
@@ -96,14 +100,18 @@ def heatmap_with_dropdown(fishers: dict, eps: float | None = None) -> go.Figure:
         z = np.log10(downsample(values) + 1e-30)
         fig.add_trace(go.Heatmap(z=z, visible=i == 0, colorscale="Viridis", colorbar={"title": "log10"}))
         labels.append(f"{name} · layer {layer} · {matrix}")
-    buttons = [dict(label=lab, method="update", args=[{"visible": [j == i for j in range(len(labels))]},
-                                                       {"title": f"{lab}"}]) for i, lab in enumerate(labels)]
+    buttons = [
+        dict(label=lab, method="update", args=[{"visible": [j == i for j in range(len(labels))]}, {"title": f"{lab}"}])
+        for i, lab in enumerate(labels)
+    ]
     what = "FR weight 1/(F+eps)" if eps is not None else "Fisher"
-    fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=0, y=1.15, xanchor="left")],
-                      title=f"{labels[0] if labels else ''}",
-                      xaxis_title=f"input dim (block-averaged to ≤{MAX_CELLS})",
-                      yaxis_title=f"output dim (block-averaged to ≤{MAX_CELLS})", annotations=[dict(
-                          text=f"log10 {what}", x=1, y=1.12, xref="paper", yref="paper", showarrow=False)])
+    fig.update_layout(
+        updatemenus=[dict(buttons=buttons, direction="down", x=0, y=1.15, xanchor="left")],
+        title=f"{labels[0] if labels else ''}",
+        xaxis_title=f"input dim (block-averaged to ≤{MAX_CELLS})",
+        yaxis_title=f"output dim (block-averaged to ≤{MAX_CELLS})",
+        annotations=[dict(text=f"log10 {what}", x=1, y=1.12, xref="paper", yref="paper", showarrow=False)],
+    )
     return fig
 
 
@@ -113,21 +121,43 @@ def histograms(fishers: dict) -> go.Figure:
         flat = torch.cat([f.flatten() for f in fisher.values()])
         sample = flat[torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:20000]]
         rows += [{"marketplace": name, "log10 Fisher": float(v)} for v in torch.log10(sample + 1e-30)]
-    return px.histogram(pd.DataFrame(rows), x="log10 Fisher", color="marketplace", barmode="overlay", opacity=0.6,
-                        title="Distribution of query/key/value Fisher values (20k sampled weights each)")
+    return px.histogram(
+        pd.DataFrame(rows),
+        x="log10 Fisher",
+        color="marketplace",
+        barmode="overlay",
+        opacity=0.6,
+        title="Distribution of query/key/value Fisher values (20k sampled weights each)",
+    )
 
 
 def per_layer_means(fishers: dict) -> go.Figure:
-    rows = [{"marketplace": name, "layer": layer, "matrix": matrix, "mean Fisher": float(fishers[name][key].mean())}
-            for name, layer, matrix, key in _combos(fishers)]
-    fig = px.line(pd.DataFrame(rows), x="layer", y="mean Fisher", color="marketplace", line_dash="matrix",
-                  markers=True, log_y=True, title="Mean Fisher per layer")
+    rows = [
+        {"marketplace": name, "layer": layer, "matrix": matrix, "mean Fisher": float(fishers[name][key].mean())}
+        for name, layer, matrix, key in _combos(fishers)
+    ]
+    fig = px.line(
+        pd.DataFrame(rows),
+        x="layer",
+        y="mean Fisher",
+        color="marketplace",
+        line_dash="matrix",
+        markers=True,
+        log_y=True,
+        title="Mean Fisher per layer",
+    )
     return fig
 
 
 def overlap_figure(overlap: pd.DataFrame, k_percent: float) -> go.Figure:
-    return px.imshow(overlap, text_auto=".2f", zmin=0, zmax=1, color_continuous_scale="Blues",
-                     title=f"Top-{k_percent:g}% most important q/k/v weights: Jaccard overlap between marketplaces")
+    return px.imshow(
+        overlap,
+        text_auto=".2f",
+        zmin=0,
+        zmax=1,
+        color_continuous_scale="Blues",
+        title=f"Top-{k_percent:g}% most important q/k/v weights: Jaccard overlap between marketplaces",
+    )
 
 
 def fisher_explorer(fishers: dict, eps: float):
@@ -147,8 +177,11 @@ def fisher_explorer(fishers: dict, eps: float):
         key = next(k for k in fishers[market.value] if split_key(k) == (layer.value, matrix.value))
         values = fishers[market.value][key]
         values = fr_weight(values, eps) if view.value == "FR weight" else values
-        fig = px.imshow(np.log10(downsample(values, 128) + 1e-30), color_continuous_scale="Viridis",
-                        title=f"log10 {view.value}: {market.value} · layer {layer.value} · {matrix.value}")
+        fig = px.imshow(
+            np.log10(downsample(values, 128) + 1e-30),
+            color_continuous_scale="Viridis",
+            title=f"log10 {view.value}: {market.value} · layer {layer.value} · {matrix.value}",
+        )
         with out:
             out.clear_output(wait=True)
             show(fig)

@@ -1,5 +1,6 @@
 """Eq. 5 projection of older LoRAs onto the last one's subspaces: residuals, principal angles, ROC-AUC with and
 without it (fr_lora / fr_dora runs), and the figures of notebook 05. Nothing trains here."""
+
 from __future__ import annotations
 
 import copy
@@ -14,8 +15,8 @@ import torch
 from frkit.core.lora_delta import lora_factors
 from frkit.core.projection import principal_angles, projection_residual
 from frkit.errors import FrkitInputError
-from frkit.reports.fisher import split_key
 from frkit.reload import load_method
+from frkit.reports.fisher import split_key
 
 
 def projection_table(method) -> pd.DataFrame:
@@ -33,13 +34,17 @@ def projection_table(method) -> pd.DataFrame:
             layer, matrix = split_key(key)
             angles_b = principal_angles(b.detach().float(), b_m.detach().float())
             angles_a = principal_angles(a.detach().float().T, a_m.detach().float().T)
-            rows.append({
-                "marketplace": name, "layer": layer, "matrix": matrix,
-                "residual_B": float(projection_residual(b.detach().float(), b_m.detach().float())),
-                "residual_A": float(projection_residual(a.detach().float().T, a_m.detach().float().T)),
-                "mean_angle_B_deg": float(torch.rad2deg(angles_b).mean()),
-                "mean_angle_A_deg": float(torch.rad2deg(angles_a).mean()),
-            })
+            rows.append(
+                {
+                    "marketplace": name,
+                    "layer": layer,
+                    "matrix": matrix,
+                    "residual_B": float(projection_residual(b.detach().float(), b_m.detach().float())),
+                    "residual_A": float(projection_residual(a.detach().float().T, a_m.detach().float().T)),
+                    "mean_angle_B_deg": float(torch.rad2deg(angles_b).mean()),
+                    "mean_angle_A_deg": float(torch.rad2deg(angles_a).mean()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -69,20 +74,50 @@ def auc_with_and_without_projection(run_dir: str | Path) -> pd.DataFrame:
 
 # -- figures -------------------------------------------------------------------------------------
 def residual_figure(table: pd.DataFrame) -> go.Figure:
-    long = table.melt(id_vars=["marketplace", "layer", "matrix"], value_vars=["residual_B", "residual_A"],
-                      var_name="factor", value_name="relative residual")
-    return px.line(long, x="layer", y="relative residual", color="marketplace", line_dash="factor", facet_col="matrix",
-                   markers=True, title="Eq. 5: ||P_B - B|| / ||B|| of earlier LoRAs against the last one")
+    long = table.melt(
+        id_vars=["marketplace", "layer", "matrix"],
+        value_vars=["residual_B", "residual_A"],
+        var_name="factor",
+        value_name="relative residual",
+    )
+    return px.line(
+        long,
+        x="layer",
+        y="relative residual",
+        color="marketplace",
+        line_dash="factor",
+        facet_col="matrix",
+        markers=True,
+        title="Eq. 5: ||P_B - B|| / ||B|| of earlier LoRAs against the last one",
+    )
 
 
 def angle_figure(table: pd.DataFrame) -> go.Figure:
-    long = table.melt(id_vars=["marketplace", "layer", "matrix"], value_vars=["mean_angle_B_deg", "mean_angle_A_deg"],
-                      var_name="subspace", value_name="mean principal angle (deg)")
-    return px.line(long, x="layer", y="mean principal angle (deg)", color="marketplace", line_dash="subspace",
-                   facet_col="matrix", markers=True, title="Principal angles between earlier and last LoRA subspaces")
+    long = table.melt(
+        id_vars=["marketplace", "layer", "matrix"],
+        value_vars=["mean_angle_B_deg", "mean_angle_A_deg"],
+        var_name="subspace",
+        value_name="mean principal angle (deg)",
+    )
+    return px.line(
+        long,
+        x="layer",
+        y="mean principal angle (deg)",
+        color="marketplace",
+        line_dash="subspace",
+        facet_col="matrix",
+        markers=True,
+        title="Principal angles between earlier and last LoRA subspaces",
+    )
 
 
 def projection_auc_figure(aucs: pd.DataFrame) -> go.Figure:
     long = aucs.reset_index(names="marketplace").melt(id_vars="marketplace", var_name="arm", value_name="ROC-AUC")
-    return px.bar(long, x="marketplace", y="ROC-AUC", color="arm", barmode="group",
-                  title="Final ROC-AUC with and without projection (Eq. 5)")
+    return px.bar(
+        long,
+        x="marketplace",
+        y="ROC-AUC",
+        color="arm",
+        barmode="group",
+        title="Final ROC-AUC with and without projection (Eq. 5)",
+    )

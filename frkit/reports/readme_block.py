@@ -3,6 +3,7 @@
 ``frkit sweep FILE --summary-only --readme README.md`` rewrites the block; ``tests/test_readme.py`` rebuilds it from
 ``results/`` and fails where the README says something the committed results do not.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,11 +21,16 @@ README_END = "<!-- frkit:results {name} end -->"
 def readme_section(sweep, results: SweepResults) -> str:
     """What the README shows of a sweep: the claims as checked and the summary table, from the results folder."""
     summary = summary_markdown(results)
-    table = summary.split("## Summary", 1)[1].split("## Relative")[0].split("## Missing")[0].strip() if \
-        "## Summary" in summary else "No finished runs yet."
+    table = (
+        summary.split("## Summary", 1)[1].split("## Relative")[0].split("## Missing")[0].strip()
+        if "## Summary" in summary
+        else "No finished runs yet."
+    )
     claims = claims_table(results.frame(), sorted(sweep.orders[0]))
-    head = (f"{len(results.runs)} of {len(sweep.configs)} runs of `{shown(sweep.path)}` have results in "
-            f"`{shown(sweep.results_dir)}/`.")
+    head = (
+        f"{len(results.runs)} of {len(sweep.configs)} runs of `{shown(sweep.path)}` have results in "
+        f"`{shown(sweep.results_dir)}/`."
+    )
     rows = ["Every row (mean ± sample std over seeds x orders; `runs` found of expected):", "", table]
     if (claims["verdict"] == "missing").all():  # a sweep without the papers' rows (e.g. a strength sweep)
         return "\n".join([head, "", *rows])

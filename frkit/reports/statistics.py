@@ -10,6 +10,7 @@ holm               Holm's step-down adjustment of a family of p-values
 mde                the smallest true mean difference a paired t-test detects with the given power
 units_needed       how many units a paired t-test needs to detect a given effect with the given power
 """
+
 from __future__ import annotations
 
 import math
@@ -104,8 +105,9 @@ def mde(std: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float
     return _detectable_d(n, alpha, power) * std
 
 
-def units_needed(effect: float | None, std: float, alpha: float = ALPHA, power: float = POWER,
-                 most: int = 10**5) -> float:
+def units_needed(
+    effect: float | None, std: float, alpha: float = ALPHA, power: float = POWER, most: int = 10**5
+) -> float:
     """Units a two-sided paired t-test at ``alpha`` needs to detect a true mean difference ``effect`` with
     probability ``power`` when the unit differences have standard deviation ``std``: the least n >= 2 with
     ``TTestPower.power`` >= ``power`` (where that power is nan, at large noncentrality, the detectable d of n units

@@ -4,6 +4,7 @@ Built from ``collect`` (``frkit.reports.collect``) alone, so every figure can be
 says how many of its runs it averages (``runs``), so nothing is averaged silently. ``frkit sweep FILE`` writes the
 summary after training; ``--summary-only`` writes it without training.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -66,8 +67,11 @@ def relative_frame(results: SweepResults, baseline: str | None = None) -> pd.Dat
     for label in results.labels():
         if label == baseline:
             continue
-        pairs = [(r, base[(k.order, k.seed)]) for k, r in results.runs.items()
-                 if k.label == label and (k.order, k.seed) in base]
+        pairs = [
+            (r, base[(k.order, k.seed)])
+            for k, r in results.runs.items()
+            if k.label == label and (k.order, k.seed) in base
+        ]
         row = {"run": label, "pairs": len(pairs)}
         for n in names + ["average"]:
             col = "average_auc" if n == "average" else f"final {n}"
@@ -76,43 +80,66 @@ def relative_frame(results: SweepResults, baseline: str | None = None) -> pd.Dat
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
 
 
-PRECISION_NOTE = ("`precision`: how many of a row's runs trained and scored in fp32 or under bf16 autocast "
-                  "(`precision: auto` picks bf16 on a CUDA GPU with bf16 and on a CPU with AVX512-BF16 or AMX); `?`: "
-                  "not recorded (runs made before frkit recorded it per step, on a machine environment.json does not "
-                  "describe).")
+PRECISION_NOTE = (
+    "`precision`: how many of a row's runs trained and scored in fp32 or under bf16 autocast "
+    "(`precision: auto` picks bf16 on a CUDA GPU with bf16 and on a CPU with AVX512-BF16 or AMX); `?`: "
+    "not recorded (runs made before frkit recorded it per step, on a machine environment.json does not "
+    "describe)."
+)
 
 
 def summary_markdown(results: SweepResults) -> str:
     sweep = results.sweep
     summary = summary_frame(results)
     names = sorted(sweep.orders[0])
-    lines = [f"# Sweep `{sweep.name}`", "",
-             f"Base params: `{sweep.base.name}`; seeds {sweep.seeds}; "
-             f"default order{'s' if len(sweep.orders) > 1 else ''} "
-             + ", ".join(" → ".join(o) for o in sweep.orders) + ". Mean ± sample std (ddof 1) over the seeds x orders "
-             "a row has (`runs` of `expected`); forgetting as FR-LoRA §5.6.3 (≤ 0, closer to 0 = less forgetting).",
-             ""]
+    lines = [
+        f"# Sweep `{sweep.name}`",
+        "",
+        f"Base params: `{sweep.base.name}`; seeds {sweep.seeds}; "
+        f"default order{'s' if len(sweep.orders) > 1 else ''} "
+        + ", ".join(" → ".join(o) for o in sweep.orders)
+        + ". Mean ± sample std (ddof 1) over the seeds x orders "
+        "a row has (`runs` of `expected`); forgetting as FR-LoRA §5.6.3 (≤ 0, closer to 0 = less forgetting).",
+        "",
+    ]
     if summary.empty:
         return "\n".join(lines + ["No finished runs yet."]) + "\n"
-    table = pd.DataFrame({
-        "runs": [f"{int(r['runs'])}/{int(r['expected'])}" for _, r in summary.iterrows()],
-        **{m.replace("_", " "): [fmt(r[f'{m} mean'], r[f'{m} std']) for _, r in summary.iterrows()] for m in METRICS},
-        **{f"final {n}": [fmt(r[f'final {n} mean'], r[f'final {n} std']) for _, r in summary.iterrows()]
-           for n in names},
-        "trainable": [millions(r["trainable_params"]) for _, r in summary.iterrows()],
-        "wall s/run": [f"{r['wall_seconds']:.0f}" if np.isfinite(r["wall_seconds"]) else "–"
-                       for _, r in summary.iterrows()],
-        "precision": list(summary["precision"]),
-    }, index=summary.index)
+    table = pd.DataFrame(
+        {
+            "runs": [f"{int(r['runs'])}/{int(r['expected'])}" for _, r in summary.iterrows()],
+            **{
+                m.replace("_", " "): [fmt(r[f"{m} mean"], r[f"{m} std"]) for _, r in summary.iterrows()]
+                for m in METRICS
+            },
+            **{
+                f"final {n}": [fmt(r[f"final {n} mean"], r[f"final {n} std"]) for _, r in summary.iterrows()]
+                for n in names
+            },
+            "trainable": [millions(r["trainable_params"]) for _, r in summary.iterrows()],
+            "wall s/run": [
+                f"{r['wall_seconds']:.0f}" if np.isfinite(r["wall_seconds"]) else "–" for _, r in summary.iterrows()
+            ],
+            "precision": list(summary["precision"]),
+        },
+        index=summary.index,
+    )
     lines += ["## Summary", "", table.to_markdown(disable_numparse=True), "", PRECISION_NOTE, ""]
     relative = relative_frame(results)
     if not relative.empty:
-        rel = pd.DataFrame({n: [fmt(r[f"{n} diff mean"], r[f"{n} diff std"], 4) for _, r in relative.iterrows()]
-                            for n in names + ["average"]}, index=relative.index)
+        rel = pd.DataFrame(
+            {
+                n: [fmt(r[f"{n} diff mean"], r[f"{n} diff std"], 4) for _, r in relative.iterrows()]
+                for n in names + ["average"]
+            },
+            index=relative.index,
+        )
         rel.insert(0, "pairs", relative["pairs"].astype(int))
-        lines += [f"## Relative to {sweep.baseline} (= 1x): final ROC-AUC minus the baseline's, paired by seed and "
-                  "order", "",
-                  rel.to_markdown(disable_numparse=True), ""]
+        lines += [
+            f"## Relative to {sweep.baseline} (= 1x): final ROC-AUC minus the baseline's, paired by seed and order",
+            "",
+            rel.to_markdown(disable_numparse=True),
+            "",
+        ]
     lines += time_lines(results)
     if results.missing:
         lines += [f"## Missing runs ({len(results.missing)} of {len(sweep.configs)}), left out of every mean above", ""]
@@ -131,24 +158,33 @@ def time_lines(results: SweepResults) -> list[str]:
         return []
     cpu = frame.groupby("label")["cpu_seconds"].mean()
     fallback = float(np.nanmean(frame["cpu_seconds"])) if frame["cpu_seconds"].notna().any() else np.nan
-    left = sum(float(cpu.get(key.label, np.nan)) if np.isfinite(cpu.get(key.label, np.nan)) else fallback
-               for key in results.missing)
+    left = sum(
+        float(cpu.get(key.label, np.nan)) if np.isfinite(cpu.get(key.label, np.nan)) else fallback
+        for key in results.missing
+    )
     timed = int(frame["cpu_seconds"].notna().sum())
-    lines = ["## Time", "",
-             f"The {len(frame)} finished runs recorded {frame['wall_seconds'].sum() / 3600:.1f} h of wall time "
-             f"({timed} of them also CPU time: {frame['cpu_seconds'].sum() / 3600:.1f} CPU-hours)."]
+    lines = [
+        "## Time",
+        "",
+        f"The {len(frame)} finished runs recorded {frame['wall_seconds'].sum() / 3600:.1f} h of wall time "
+        f"({timed} of them also CPU time: {frame['cpu_seconds'].sum() / 3600:.1f} CPU-hours).",
+    ]
     started = frame["started"].notna() if "started" in frame else pd.Series(False, index=frame.index)
     if started.any():
         clock = clock_seconds(frame.loc[started, "started"], frame.loc[started, "wall_seconds"])
-        lines.append(f"On the clock, the {int(started.sum())} runs that recorded their start (environment.json) cover "
-                     f"{clock / 3600:.1f} h: the union of each run's [start, start + wall time], so runs trained side "
-                     f"by side count once and the time between sessions not at all (loading the model is left out); "
-                     f"{frame.loc[started, 'wall_seconds'].sum() / clock:.1f} runs at a time on average.")
+        lines.append(
+            f"On the clock, the {int(started.sum())} runs that recorded their start (environment.json) cover "
+            f"{clock / 3600:.1f} h: the union of each run's [start, start + wall time], so runs trained side "
+            f"by side count once and the time between sessions not at all (loading the model is left out); "
+            f"{frame.loc[started, 'wall_seconds'].sum() / clock:.1f} runs at a time on average."
+        )
     if results.missing:
-        lines.append(f"The {len(results.missing)} runs left would take about {left / 3600:.1f} CPU-hours at their "
-                     "rows' "
-                     "mean CPU time per run (a row with none finished: the mean of all runs); with one-thread runs on "
-                     "c busy cores (`--jobs c`, `OMP_NUM_THREADS=1`) that is about that many hours over c.")
+        lines.append(
+            f"The {len(results.missing)} runs left would take about {left / 3600:.1f} CPU-hours at their "
+            "rows' "
+            "mean CPU time per run (a row with none finished: the mean of all runs); with one-thread runs on "
+            "c busy cores (`--jobs c`, `OMP_NUM_THREADS=1`) that is about that many hours over c."
+        )
     return lines + [""]
 
 
@@ -170,16 +206,21 @@ def write_summary(sweep, results: SweepResults) -> str:
         atomic.write_csv(out / "summary.csv", summary.join(relative_frame(results), how="left"), float_format="%.6g")
         atomic.write_csv(out / "runs.csv", results.frame(), index=False, float_format="%.6g")
         claims = claims_table(results.frame(), sorted(sweep.orders[0]))
-        atomic.write_text(out / "claims.md", f"# Claims checked on sweep `{sweep.name}`\n\n{VERDICT_RULE}\n\n"
-                                       f"{claims_markdown(claims)}\n")
+        atomic.write_text(
+            out / "claims.md",
+            f"# Claims checked on sweep `{sweep.name}`\n\n{VERDICT_RULE}\n\n{claims_markdown(claims)}\n",
+        )
     return text
 
 
 def clock_seconds(starts, walls) -> float:
     """Seconds of the clock covered by at least one run: the union of the intervals [start, start + wall]. Runs
     trained side by side (``--jobs``) overlap and count once; the gaps between sessions do not count."""
-    intervals = sorted((s, s + pd.Timedelta(seconds=float(w))) for s, w in zip(starts, walls)
-                       if s is not None and not pd.isna(s) and np.isfinite(w))
+    intervals = sorted(
+        (s, s + pd.Timedelta(seconds=float(w)))
+        for s, w in zip(starts, walls)
+        if s is not None and not pd.isna(s) and np.isfinite(w)
+    )
     total, end = 0.0, None
     for a, b in intervals:
         if end is None or a > end:

@@ -10,6 +10,7 @@ progress  what a sweep prints while it trains: a line per finished run, a bar ov
 
 The summary of a results folder is the reports' (``frkit.reports.summary``): nothing here imports the reports.
 """
+
 from frkit.sweep.export import check_results_match, export_run, write_manifests
 from frkit.sweep.run import run_sweep
 from frkit.sweep.spec import RunKey, Sweep, load_sweep

@@ -5,6 +5,7 @@
 match it, so a hand-edited ``metrics.json`` never reaches the tables or the claims silently. A deliberate change is
 re-exported (the manifest is written anew) or blessed with ``frkit sweep FILE --write-manifests``.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,15 +59,16 @@ def check_results_match(sweep: Sweep, key: RunKey, cfg: BaseRunConfig) -> None:
     folder = sweep.result_folder(key)
     saved = read_params(folder)
     if not saved:
-        raise FrkitInputError(f"{folder}: results without a readable params.yaml; delete the folder to run {key} "
-                              "again")
+        raise FrkitInputError(f"{folder}: results without a readable params.yaml; delete the folder to run {key} again")
     changes = params_changes(saved, cfg.model_dump(), default_params())
     if changes.get("precision") == ("auto", "fp32") and _ran_fp32_or_unrecorded(folder):
         del changes["precision"]  # what auto resolved to there; see _ran_fp32_or_unrecorded
     if changes:
-        raise FrkitInputError(f"results of {key} in {folder} were made with other parameters "
-                              f"({describe_changes(changes, limit=6)}); delete that folder to run it again, or "
-                              "restore the parameters")
+        raise FrkitInputError(
+            f"results of {key} in {folder} were made with other parameters "
+            f"({describe_changes(changes, limit=6)}); delete that folder to run it again, or "
+            "restore the parameters"
+        )
 
 
 def _ran_fp32_or_unrecorded(folder: Path) -> bool:
@@ -76,6 +78,8 @@ def _ran_fp32_or_unrecorded(folder: Path) -> bool:
     try:
         steps = json.loads((folder / "progress.json").read_text(encoding="utf-8")).get("steps", [])
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        raise FrkitInputError(f"{folder / 'progress.json'}: not readable; it holds the run's steps: restore it, or "
-                              "delete the folder to run it again") from None
+        raise FrkitInputError(
+            f"{folder / 'progress.json'}: not readable; it holds the run's steps: restore it, or "
+            "delete the folder to run it again"
+        ) from None
     return run_precision(folder, steps) in ("fp32", UNRECORDED)

@@ -5,6 +5,7 @@ CPU cores two one-thread runs beat one two-thread run by ~1.2x, and a small enco
 that fails, or whose process dies (killed, out of memory), fails alone: unlike a process pool, which breaks for every
 queued run when one of its processes dies, the other runs go on.
 """
+
 from __future__ import annotations
 
 import multiprocessing

@@ -8,6 +8,7 @@ and those finished in this call. In a terminal the bar redraws in place, with th
 stdout is not a terminal (a log file, ``nohup``, CI) each update is one plain line, so a log reads the same. A run's
 own progress (epochs, losses) goes to its log beside its folder (``frkit.sweep.worker``), never here.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,9 @@ class SweepProgress:
     """The sweep's lines and bar. ``pending``: the (key, cfg) pairs this call trains; ``finished_before``: the
     results folders of the sweep's runs that already have results (their recorded times seed the estimate)."""
 
-    def __init__(self, name: str, pending: list, finished_before: list = (), parallel: int = 1, stream=None,
-                 clock=time.monotonic):
+    def __init__(
+        self, name: str, pending: list, finished_before: list = (), parallel: int = 1, stream=None, clock=time.monotonic
+    ):
         self.name, self.parallel, self.clock = name, max(1, parallel), clock
         self.stream = stream if stream is not None else sys.stdout
         self.left = {key: key.label for key, _ in pending}
@@ -64,13 +66,20 @@ class SweepProgress:
         for key, folder in finished_before:
             self._record(key.label, recorded_seconds(folder))
         self.started = self.clock()
-        self.estimated_at, self.estimate = self.started, estimate_left(list(self.left.values()), self.known,
-                                                                       self.parallel)
+        self.estimated_at, self.estimate = (
+            self.started,
+            estimate_left(list(self.left.values()), self.known, self.parallel),
+        )
         self.lock = threading.Lock()
         self.bar = self.ticker = None
         if self.total and getattr(self.stream, "isatty", lambda: False)():
-            self.bar = tqdm(total=self.total, file=self.stream, desc=f"== {self.name}", dynamic_ncols=True,
-                            bar_format="{desc}: {n_fmt}/{total_fmt} runs |{bar}| {percentage:3.0f}%{postfix}")
+            self.bar = tqdm(
+                total=self.total,
+                file=self.stream,
+                desc=f"== {self.name}",
+                dynamic_ncols=True,
+                bar_format="{desc}: {n_fmt}/{total_fmt} runs |{bar}| {percentage:3.0f}%{postfix}",
+            )
             self._refresh_bar()
             self.stop = threading.Event()
             self.ticker = threading.Thread(target=self._tick, daemon=True, name="sweep progress")
@@ -97,8 +106,10 @@ class SweepProgress:
         width = 20
         filled = width * self.done // self.total if self.total else width
         percent = 100 * self.done // self.total if self.total else 100
-        return (f"== {self.name}: {self.done}/{self.total} runs [{'#' * filled}{'.' * (width - filled)}] "
-                f"{percent}%, {self.status()}")
+        return (
+            f"== {self.name}: {self.done}/{self.total} runs [{'#' * filled}{'.' * (width - filled)}] "
+            f"{percent}%, {self.status()}"
+        )
 
     def write(self, text: str) -> None:
         """A line of the sweep's own (a run submitted, a marketplace learned), above the bar in a terminal."""

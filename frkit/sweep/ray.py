@@ -9,6 +9,7 @@ again (``max_retries``); the new attempt resumes the run folder from its last fi
 the default). Progress is streamed by the driver: every finished marketplace of every run, read from its
 ``progress.json``, and every finished or failed run.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,10 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise FrkitInputError(f"--executor ray needs Ray, which is not installed here: {INSTALL}; or leave "
-                              "--executor out to run the sweep as local processes") from None
+        raise FrkitInputError(
+            f"--executor ray needs Ray, which is not installed here: {INSTALL}; or leave "
+            "--executor out to run the sweep as local processes"
+        ) from None
     return ray
 
 
@@ -49,9 +52,11 @@ def connect(address: str | None):
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as err:
         where = "on this machine (--address auto)" if address == "auto" else f"at {address}"
-        raise FrkitInputError(f"--executor ray: no Ray cluster {where} ({str(err).splitlines()[0]}); start one "
-                              "with `ray start --head` on this machine (workers: `ray start --address <head>:6379`), "
-                              "or leave --address out to start a local Ray instance") from None
+        raise FrkitInputError(
+            f"--executor ray: no Ray cluster {where} ({str(err).splitlines()[0]}); start one "
+            "with `ray start --head` on this machine (workers: `ray start --address <head>:6379`), "
+            "or leave --address out to start a local Ray instance"
+        ) from None
     return ray
 
 
@@ -61,9 +66,11 @@ def _reachable(address: str) -> None:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
             return
     except (OSError, ValueError) as err:
-        raise FrkitInputError(f"--executor ray: no Ray cluster at {address} ({err}); start one there with "
-                              "`ray start --head --port <port>`, or give its head's <host>:<port> (`ray status` on "
-                              "the head shows it), or leave --address out to start a local Ray instance") from None
+        raise FrkitInputError(
+            f"--executor ray: no Ray cluster at {address} ({err}); start one there with "
+            "`ray start --head --port <port>`, or give its head's <host>:<port> (`ray status` on "
+            "the head shows it), or leave --address out to start a local Ray instance"
+        ) from None
 
 
 def run_on_ray(sweep: Sweep, todo: list, address: str | None, progress: SweepProgress | None = None) -> None:
@@ -76,11 +83,13 @@ def run_on_ray(sweep: Sweep, todo: list, address: str | None, progress: SweepPro
     for key, cfg in todo:
         need = sweep.resources[key]
         threads = max(1, int(need["num_cpus"]))
-        ref = remote.options(num_cpus=need["num_cpus"], num_gpus=need["num_gpus"],
-                             name=f"frkit {key}").remote(cfg.model_dump(), threads, str(log_path(cfg)))
+        ref = remote.options(num_cpus=need["num_cpus"], num_gpus=need["num_gpus"], name=f"frkit {key}").remote(
+            cfg.model_dump(), threads, str(log_path(cfg))
+        )
         refs[ref] = (key, cfg)
-        progress.write(f"== {key}: submitted to Ray ({need['num_cpus']} CPU, {need['num_gpus']} GPU), log in "
-                       f"{log_path(cfg)}")
+        progress.write(
+            f"== {key}: submitted to Ray ({need['num_cpus']} CPU, {need['num_gpus']} GPU), log in {log_path(cfg)}"
+        )
     seen = {key: 0 for key, _ in todo}
     failed = []
     pending = list(refs)

@@ -6,6 +6,7 @@ so a sweep spans sessions: commit the results folder as runs finish. The summary
 (``frkit.reports.summary``) from the results folder alone, so ``--summary-only`` re-checks every figure from
 committed files.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -22,9 +23,16 @@ from frkit.tracking import check_tracker
 EXECUTORS = ("local", "ray")
 
 
-def run_sweep(path: str | Path, only: list[str] | None = None, overrides: dict | None = None, jobs: int = 1,
-              seeds: list[int] | None = None, orders: list[str] | None = None, executor: str = "local",
-              address: str | None = None) -> Sweep:
+def run_sweep(
+    path: str | Path,
+    only: list[str] | None = None,
+    overrides: dict | None = None,
+    jobs: int = 1,
+    seeds: list[int] | None = None,
+    orders: list[str] | None = None,
+    executor: str = "local",
+    address: str | None = None,
+) -> Sweep:
     """Train every (run, order, seed) of the sweep file whose results are not there yet; returns the sweep.
 
     ``only`` / ``seeds`` / ``orders`` (order tags such as ``en-es-ja``) pick a part of the sweep. ``executor``:
@@ -40,17 +48,24 @@ def run_sweep(path: str | Path, only: list[str] | None = None, overrides: dict |
     if executor == "ray":
         connect(address)  # Ray installed and a cluster there, or the command that fixes it, before any run
     known_orders = sorted({k.order_tag for k in sweep.configs})
-    for given, known, flag in ((only, sweep.labels, "--only"), (seeds, sweep.seeds, "--seeds"),
-                               (orders, known_orders, "--orders")):
+    for given, known, flag in (
+        (only, sweep.labels, "--only"),
+        (seeds, sweep.seeds, "--seeds"),
+        (orders, known_orders, "--orders"),
+    ):
         unknown = sorted(set(given or []) - set(known))
         if unknown:
             raise FrkitInputError(f"sweep file {path}: {flag} {unknown} not among its {known}")
     # seed-major, then order: a stopped sweep already holds a complete comparison for its first seed and order
     all_orders = list(dict.fromkeys(k.order for k in sweep.configs))
     rank = {(s, o): i for i, (s, o) in enumerate(itertools.product(sweep.seeds, all_orders))}
-    todo = [(key, cfg) for key, cfg in sweep.configs.items()
-            if (not only or key.label in only) and (not seeds or key.seed in seeds)
-            and (not orders or key.order_tag in orders)]
+    todo = [
+        (key, cfg)
+        for key, cfg in sweep.configs.items()
+        if (not only or key.label in only)
+        and (not seeds or key.seed in seeds)
+        and (not orders or key.order_tag in orders)
+    ]
     todo.sort(key=lambda item: rank[(item[0].seed, item[0].order)])
     pending = []
     for key, cfg in todo:
@@ -63,8 +78,11 @@ def run_sweep(path: str | Path, only: list[str] | None = None, overrides: dict |
         pending.append((key, cfg))
     for report_to in sorted({cfg.report_to for _, cfg in pending}):
         check_tracker(report_to)  # W&B without a key fails now, not in every run
-    print(f"== {sweep.name}: {len(todo) - len(pending)} of {len(todo)} runs already have results; "
-          f"{len(pending)} to train", flush=True)
+    print(
+        f"== {sweep.name}: {len(todo) - len(pending)} of {len(todo)} runs already have results; "
+        f"{len(pending)} to train",
+        flush=True,
+    )
     # the estimate of time left starts from the recorded times of every run of the sweep with results
     finished = [(key, sweep.result_folder(key)) for key in sweep.configs if is_finished(sweep.result_folder(key))]
     parallel = parallel_runs(connect(address), sweep, pending) if executor == "ray" else jobs

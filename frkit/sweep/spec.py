@@ -17,6 +17,7 @@ A sweep file (``params/sweeps/*.yaml``)::
 
 Every (run, order, seed) is validated here, before anything trains: a bad value fails naming the run and the key.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -77,12 +78,15 @@ def _orders(spec, marketplaces: list[str], where: str) -> list[tuple[str, ...]]:
         unknown = set(spec) - {"random", "seed"}
         n = spec.get("random")
         if unknown or not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise FrkitInputError(f"{where}: orders {spec!r}: expected a list of marketplace sequences or "
-                                  "{random: <n >= 1>, seed: <int>}")
+            raise FrkitInputError(
+                f"{where}: orders {spec!r}: expected a list of marketplace sequences or "
+                "{random: <n >= 1>, seed: <int>}"
+            )
         total = int(np.prod(range(1, len(marketplaces) + 1)))
         if n > total:
-            raise FrkitInputError(f"{where}: orders: {n} random orders asked for, but {len(marketplaces)} marketplaces "
-                                  f"have only {total}")
+            raise FrkitInputError(
+                f"{where}: orders: {n} random orders asked for, but {len(marketplaces)} marketplaces have only {total}"
+            )
         rng = np.random.default_rng(spec.get("seed", 0))
         picked: list[tuple[str, ...]] = []
         while len(picked) < n:
@@ -95,15 +99,23 @@ def _orders(spec, marketplaces: list[str], where: str) -> list[tuple[str, ...]]:
     out = []
     for entry in spec:
         if not isinstance(entry, list) or not all(isinstance(m, str) for m in entry):
-            raise FrkitInputError(f"{where}: orders entry {entry!r} is not a list of marketplace names; "
-                                  f"known names: {marketplaces}")
+            raise FrkitInputError(
+                f"{where}: orders entry {entry!r} is not a list of marketplace names; known names: {marketplaces}"
+            )
         unknown = [m for m in entry if m not in marketplaces]
         repeated = sorted({m for m in entry if entry.count(m) > 1})
         if unknown or repeated or len(entry) != len(marketplaces):
-            problem = (f"unknown marketplace(s) {unknown}" if unknown else f"repeated {repeated}" if repeated
-                       else f"{len(entry)} marketplaces, expected {len(marketplaces)}")
-            raise FrkitInputError(f"{where}: orders entry {entry!r}: {problem}; each order is a sequence of all the "
-                                  f"base's marketplaces {marketplaces}, each once")
+            problem = (
+                f"unknown marketplace(s) {unknown}"
+                if unknown
+                else f"repeated {repeated}"
+                if repeated
+                else f"{len(entry)} marketplaces, expected {len(marketplaces)}"
+            )
+            raise FrkitInputError(
+                f"{where}: orders entry {entry!r}: {problem}; each order is a sequence of all the "
+                f"base's marketplaces {marketplaces}, each once"
+            )
         out.append(tuple(entry))
     if len(set(out)) < len(out):
         raise FrkitInputError(f"{where}: orders {spec!r} lists an order twice")
@@ -138,22 +150,33 @@ def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
     if not base.is_file():
         base = resolve(spec["base"])
     if not base.is_file():
-        raise FrkitInputError(f"sweep file {path}: base params file {spec['base']} does not exist "
-                              f"(looked beside the sweep file and in the project root)")
+        raise FrkitInputError(
+            f"sweep file {path}: base params file {spec['base']} does not exist "
+            f"(looked beside the sweep file and in the project root)"
+        )
     base_params = read_params(base)
     name = spec.get("name", path.stem)
     seeds = spec.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                           for s in seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
         raise FrkitInputError(f"sweep file {path}: seeds must be a non-empty list of integers, got {seeds!r}")
     if not isinstance(spec["runs"], dict) or not spec["runs"]:
         raise FrkitInputError(f"sweep file {path}: runs must be a mapping of label: {{key: value}}")
     base_cfg = make_config({**base_params, **spec.get("overrides", {})}, source=f"{path} (base + overrides)")
     default_orders = _orders(spec.get("orders"), base_cfg.marketplaces, f"sweep file {path}")
-    sweep = Sweep(path=path, name=name, base=base, seeds=seeds, orders=default_orders,
-                  baseline=spec.get("baseline", "independent"),
-                  results_dir=resolve(spec.get("results", f"results/{name}")),
-                  labels=list(spec["runs"]))
+    sweep = Sweep(
+        path=path,
+        name=name,
+        base=base,
+        seeds=seeds,
+        orders=default_orders,
+        baseline=spec.get("baseline", "independent"),
+        results_dir=resolve(spec.get("results", f"results/{name}")),
+        labels=list(spec["runs"]),
+    )
     default_resources = spec.get("resources") or {}
     if not isinstance(default_resources, dict):
         raise FrkitInputError(f"sweep file {path}: resources must be a mapping {{num_cpus: 1, num_gpus: 0}}")
@@ -164,13 +187,22 @@ def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
         if not isinstance(own, dict):
             raise FrkitInputError(f"{where}: resources must be a mapping {{num_cpus: 1, num_gpus: 0}}")
         need = resources({**default_resources, **own}, where)
-        orders = (_orders(run_values.pop("orders"), base_cfg.marketplaces, where) if "orders" in run_values
-                  else default_orders)
+        orders = (
+            _orders(run_values.pop("orders"), base_cfg.marketplaces, where)
+            if "orders" in run_values
+            else default_orders
+        )
         for order, seed in itertools.product(orders, seeds):
             key = RunKey(label, order, seed)
-            values = {**base_params, **spec.get("overrides", {}), **run_values, **(overrides or {}),
-                      "seed": seed, "marketplaces": list(order),
-                      "run_name": f"{name}/{label}/{key.order_tag}/seed{seed}"}
+            values = {
+                **base_params,
+                **spec.get("overrides", {}),
+                **run_values,
+                **(overrides or {}),
+                "seed": seed,
+                "marketplaces": list(order),
+                "run_name": f"{name}/{label}/{key.order_tag}/seed{seed}",
+            }
             sweep.configs[key] = make_config(values, source=where)
             sweep.resources[key] = need
     return sweep

@@ -4,6 +4,7 @@ The worker rebuilds the run's config from its values, logs to ``<run folder>.log
 ``resume: false`` start moves aside), writes its pid beside the log (``seed0.pid``: for ``kill`` or a debugger), and
 reports a failure as its traceback text instead of raising, so the sweep decides what a failed run means.
 """
+
 from __future__ import annotations
 
 import logging
@@ -84,8 +85,12 @@ def logs_to(log_file: str | Path):
 def run_in_process(ctx, key, cfg, threads: int) -> str | None:
     """One run in a spawned process: None when it finished, else its traceback or how its process died."""
     receive, send = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=process_main, args=(cfg.model_dump(), threads, str(log_path(cfg)), send),
-                          name=f"frkit {key}", daemon=False)
+    process = ctx.Process(
+        target=process_main,
+        args=(cfg.model_dump(), threads, str(log_path(cfg)), send),
+        name=f"frkit {key}",
+        daemon=False,
+    )
     process.start()
     send.close()  # the child holds the only sending end now: its death reads as end-of-file here
     try:
@@ -94,8 +99,9 @@ def run_in_process(ctx, key, cfg, threads: int) -> str | None:
         process.join()
         code = process.exitcode
         if code is not None and code < 0:
-            how = (f"its process died (killed by {signal.Signals(-code).name}) before reporting: killed, or out of "
-                   "memory?")
+            how = (
+                f"its process died (killed by {signal.Signals(-code).name}) before reporting: killed, or out of memory?"
+            )
         else:
             how = f"its process exited with code {code} before reporting (its error went to the sweep's stderr)."
         return f"{how} Its finished marketplaces are kept in {cfg.run_dir}; run the sweep again to resume it\n"

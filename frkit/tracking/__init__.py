@@ -10,6 +10,7 @@ from what the runner already has per marketplace (the method's learn log with it
 the training loop knows nothing of tracking; closed however the run ends (a failed run is marked failed where the
 tracker has the notion). Only the process that writes the run folder logs.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,9 +23,11 @@ from frkit.errors import FrkitInputError
 from frkit.tracking.points import auc_points, final_points, learning_points
 
 REPORT_TO = ("none", "tensorboard", "mlflow", "wandb")
-_INSTALL = {"tensorboard": 'pip install tensorboard  (frkit\'s own install brings it: pip install -e .)',
-            "mlflow": 'pip install -e ".[tracking]"  (or pip install mlflow)',
-            "wandb": "pip install wandb"}
+_INSTALL = {
+    "tensorboard": "pip install tensorboard  (frkit's own install brings it: pip install -e .)",
+    "mlflow": 'pip install -e ".[tracking]"  (or pip install mlflow)',
+    "wandb": "pip install wandb",
+}
 _INSTEAD = "or -p report_to tensorboard (event files in the run folder), or -p report_to none"
 
 
@@ -48,12 +51,16 @@ def check_tracker(report_to: str) -> None:
     if report_to == "none":
         return
     if importlib.util.find_spec(report_to) is None:
-        raise FrkitInputError(f"report_to: {report_to} needs the {report_to} package, which is not installed here: "
-                              f"{_INSTALL[report_to]}; {_INSTEAD}")
+        raise FrkitInputError(
+            f"report_to: {report_to} needs the {report_to} package, which is not installed here: "
+            f"{_INSTALL[report_to]}; {_INSTEAD}"
+        )
     if report_to == "wandb" and os.environ.get("WANDB_MODE") not in ("offline", "disabled") and not _wandb_logged_in():
-        raise FrkitInputError("report_to: wandb needs a W&B API key and none is set here (WANDB_API_KEY is unset and "
-                              "no `wandb login` is recorded in ~/.netrc): run `wandb login` (or export "
-                              f"WANDB_API_KEY=<key>, or WANDB_MODE=offline to log without an account); {_INSTEAD}")
+        raise FrkitInputError(
+            "report_to: wandb needs a W&B API key and none is set here (WANDB_API_KEY is unset and "
+            "no `wandb login` is recorded in ~/.netrc): run `wandb login` (or export "
+            f"WANDB_API_KEY=<key>, or WANDB_MODE=offline to log without an account); {_INSTEAD}"
+        )
 
 
 class RunTracking:

@@ -3,6 +3,7 @@
 Each writer takes ``(tag, value, step)`` points (``frkit/tracking/points.py``), the run's params once, and is closed
 once with whether the run finished. The libraries load only when a run logs to them (``report_to``).
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,12 @@ class TensorBoardWriter:
 
     def final(self, points: list[Point]) -> None:
         # run_name ".": the HParams summary goes into this run's own folder, not a subfolder named by the time
-        self.writer.add_hparams(self.params, {tag: value for tag, value, _ in points}, run_name=".",
-                                global_step=points[0][2] if points else None)
+        self.writer.add_hparams(
+            self.params,
+            {tag: value for tag, value, _ in points},
+            run_name=".",
+            global_step=points[0][2] if points else None,
+        )
 
     def close(self, finished: bool) -> None:
         self.writer.close()
@@ -71,19 +76,26 @@ class MlflowWriter:
         self.client = MlflowClient(tracking_uri=uri)
         experiment_name = run_name.split("/", 1)[0]
         experiment = self.client.get_experiment_by_name(experiment_name)
-        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(
-            experiment_name, artifact_location=None if os.environ.get("MLFLOW_TRACKING_URI") else
-            (folder / "artifacts").as_uri())
-        earlier = self.client.search_runs([experiment_id], filter_string=f"tags.`mlflow.runName` = '{run_name}'",
-                                          max_results=1)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else self.client.create_experiment(
+                experiment_name,
+                artifact_location=None if os.environ.get("MLFLOW_TRACKING_URI") else (folder / "artifacts").as_uri(),
+            )
+        )
+        earlier = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`mlflow.runName` = '{run_name}'", max_results=1
+        )
         if earlier:  # a resumed run goes on in the MLflow run its first session made
             self.run_id = earlier[0].info.run_id
             self.client.update_run(self.run_id, status="RUNNING")
         else:
             self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
             # MLflow keeps a param's first value: logged once, by the session that made the run
-            self.client.log_batch(self.run_id, params=[Param(k, str(_flat_value(v))[:6000])
-                                                       for k, v in sorted(params.items())])
+            self.client.log_batch(
+                self.run_id, params=[Param(k, str(_flat_value(v))[:6000]) for k, v in sorted(params.items())]
+            )
 
     def write(self, points: list[Point]) -> None:
         from mlflow.entities import Metric
@@ -91,7 +103,7 @@ class MlflowWriter:
         now = int(time.time() * 1000)
         metrics = [Metric(tag, value, now, step) for tag, value, step in points]
         for start in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
-            self.client.log_batch(self.run_id, metrics=metrics[start:start + 1000])
+            self.client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
 
     def final(self, points: list[Point]) -> None:
         self.write(points)
@@ -111,8 +123,14 @@ class WandbWriter:
 
         run_id = f"frkit-{zlib.crc32(str(Path(run_dir).resolve()).encode()):08x}"
         (Path(run_dir) / "wandb").mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(project=run_name.split("/", 1)[0], name=run_name, id=run_id, resume="allow",
-                              dir=str(run_dir), config={k: _flat_value(v) for k, v in params.items()})
+        self.run = wandb.init(
+            project=run_name.split("/", 1)[0],
+            name=run_name,
+            id=run_id,
+            resume="allow",
+            dir=str(run_dir),
+            config={k: _flat_value(v) for k, v in params.items()},
+        )
         self.defined: set[str] = set()
 
     def write(self, points: list[Point]) -> None:

@@ -14,6 +14,7 @@ per quantity with one chart per marketplace (``train_loss/es``) and a sweep's ru
   mean over the marketplaces learned so far.
 - ``final/<metric>`` and ``final/auc/<m>``: ``metrics.json``'s numbers, at the last step.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,6 +77,9 @@ def auc_points(k: int, names: list[str], row: list[float | None]) -> list[Point]
 def final_points(metrics: dict, step: int) -> list[Point]:
     """``metrics.json``'s numbers (average, forgetting, BWT, FWT and the final AUC of each marketplace)."""
     points = _scalars(metrics, "final", step)
-    points += [(f"final/auc/{name}", value, step) for name, raw in (metrics.get("final_auc") or {}).items()
-               if (value := _number(raw)) is not None]
+    points += [
+        (f"final/auc/{name}", value, step)
+        for name, raw in (metrics.get("final_auc") or {}).items()
+        if (value := _number(raw)) is not None
+    ]
     return points

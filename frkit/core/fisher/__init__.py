@@ -28,6 +28,7 @@ The forward must not mix samples (no batch norm, no in-batch negatives): sample 
 only on sample b. Dropout is switched off (eval mode) for the computation and restored after, and
 autocast is switched off: the Fisher is computed in fp32 whatever precision trains the model.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -138,13 +139,18 @@ def _plan(engine, hookable, model, chunk, forward, names, kind, label_key) -> li
         return [[engine, names]]
     bad = hooks_mismatch(model, chunk, forward, hookable, kind, label_key) if hookable else []
     if bad and engine == "hooks":
-        raise RuntimeError(f"per-sample gradients from hooks do not add up for {bad[:5]} (a parameter used "
-                           "outside its module's forward, e.g. tied weights or peft DoRA's bias); use engine='auto'")
+        raise RuntimeError(
+            f"per-sample gradients from hooks do not add up for {bad[:5]} (a parameter used "
+            "outside its module's forward, e.g. tied weights or peft DoRA's bias); use engine='auto'"
+        )
     good = [n for n in hookable if n not in bad]
     rest = [n for n in names if n not in good]
     if bad:
-        warnings.warn(f"hooks cannot see every use of {bad[:3]}{'...' if len(bad) > 3 else ''}; "
-                      "computing them with torch.func / the per-sample loop", stacklevel=4)
+        warnings.warn(
+            f"hooks cannot see every use of {bad[:3]}{'...' if len(bad) > 3 else ''}; "
+            "computing them with torch.func / the per-sample loop",
+            stacklevel=4,
+        )
     return [[e, ns] for e, ns in (("hooks", good), ("func", rest)) if ns]
 
 

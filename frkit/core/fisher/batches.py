@@ -1,5 +1,6 @@
 """What every engine of Eq. 3 shares: batches cut into chunks of samples, and ``forward(model, batch)`` called with
 some of the model's parameters swapped for other tensors (``torch.func.functional_call``)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping

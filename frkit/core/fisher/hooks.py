@@ -1,5 +1,6 @@
 """The ``"hooks"`` engine of Eq. 3: per-sample gradients of Linear / Embedding / LayerNorm parameters in closed form
 from one batched forward (the package docstring says how), squared and summed over the samples."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -67,12 +68,15 @@ def hooks_chunk(model, chunk, forward, names, kind, label_key, fisher) -> None:
     outputs = [out for _, _, out, _ in records] + unbatched
     scratch: dict[tuple, Tensor] = {}  # [B, out, in] buffers shared by same-shaped layers
     for k in range(seeds.shape[0]):
-        grads = torch.autograd.grad(logits, outputs, grad_outputs=seeds[k], retain_graph=k + 1 < seeds.shape[0],
-                                    allow_unused=True)
+        grads = torch.autograd.grad(
+            logits, outputs, grad_outputs=seeds[k], retain_graph=k + 1 < seeds.shape[0], allow_unused=True
+        )
         grads, stray = grads[: len(records)], grads[len(records) :]
         if any(g is not None for g in stray):
-            raise RuntimeError("a hooked module was called on a non-batched input that reaches the logits; "
-                               "use engine='func' or 'loop' for its parameters")
+            raise RuntimeError(
+                "a hooked module was called on a non-batched input that reaches the logits; "
+                "use engine='func' or 'loop' for its parameters"
+            )
         pending: dict[str, list] = {}  # modules called more than once: sum per-sample grads, then square
         for (module, x, _, _), g in zip(records, grads):
             if g is None:
@@ -106,8 +110,9 @@ def hooks_mismatch(model, chunk, forward, names, kind, label_key) -> list[str]:
                     sums[n].index_add_(0, ps[0] % module.num_embeddings, ps[1])
                 else:
                     sums[n] += ps.sum(0).view_as(sums[n])
-    ref = {n: (g.float() if g is not None else torch.zeros_like(sums[n]))
-           for n, g in zip(leaves, grads[len(records) :])}
+    ref = {
+        n: (g.float() if g is not None else torch.zeros_like(sums[n])) for n, g in zip(leaves, grads[len(records) :])
+    }
     floor = 1e-6 * max(float(r.norm()) for r in ref.values())
     tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest"
     exact = logits.dtype == torch.float64 or (logits.dtype == torch.float32 and not tf32)

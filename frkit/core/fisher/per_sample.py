@@ -1,5 +1,6 @@
 """The ``"func"`` (torch.func: vmap over per-sample grads) and ``"loop"`` (one backward per sample: the reference)
 engines of Eq. 3: each sample's gradient of log p(y|x), squared, added to the Fisher's sums."""
+
 from __future__ import annotations
 
 import torch
@@ -39,8 +40,13 @@ def loop_chunk(model, chunk, forward, names, kind, label_key, fisher) -> None:
         logits = functional(model, forward, leaves, one)
         seeds = logit_seeds(logits, one.get(label_key), kind)
         for k in range(seeds.shape[0]):
-            grads = torch.autograd.grad(logits, list(leaves.values()), grad_outputs=seeds[k],
-                                        retain_graph=k + 1 < seeds.shape[0], allow_unused=True)
+            grads = torch.autograd.grad(
+                logits,
+                list(leaves.values()),
+                grad_outputs=seeds[k],
+                retain_graph=k + 1 < seeds.shape[0],
+                allow_unused=True,
+            )
             for n, g in zip(leaves, grads):
                 if g is not None:
                     fisher[n].add_(g.float().square())

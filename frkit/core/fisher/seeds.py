@@ -1,7 +1,8 @@
 """Logit-space seeds: per-sample vectors s with d/dtheta (s . logits) = the gradient that Eq. 3 squares.
 
-    F_i = E_{(x,y)~D} [ (d log p(y|x; theta*) / d theta_i)^2 ]                      (Eq. 3)
+F_i = E_{(x,y)~D} [ (d log p(y|x; theta*) / d theta_i)^2 ]                      (Eq. 3)
 """
+
 from __future__ import annotations
 
 import torch

@@ -9,6 +9,7 @@ wrapper (``inject.py``), because AdapterFusion attends over the updates of sever
 adds the residual once, after mixing (as AdapterHub's ``compose_fuse`` does with ``bottleneck_up``).
 The AD paper's Eq. 5-6 (Θ_{A_t} added to a frozen Θ_base and trained alone) is how these are used.
 """
+
 from __future__ import annotations
 
 import torch

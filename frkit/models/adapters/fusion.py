@@ -17,6 +17,7 @@ AdapterHub's 0.01 · ||I - V||^2 term.
 ``FusionSoftmax`` is its own module so that the attention distillation of Eq. 9 can read s_{l,j}
 of the last forward *as computed*, graph included (AdapterHub returns them detached as numpy).
 """
+
 from __future__ import annotations
 
 import torch
@@ -55,8 +56,14 @@ class AdapterFusion(nn.Module):
     ``temperature=True`` schedule uses T=50; unlike AdapterHub we do not anneal in eval mode.
     """
 
-    def __init__(self, hidden_size: int, dropout: float = 0.1, temperature: float = 1.0,
-                 anneal_temperature: bool = False, value: bool = True):
+    def __init__(
+        self,
+        hidden_size: int,
+        dropout: float = 0.1,
+        temperature: float = 1.0,
+        anneal_temperature: bool = False,
+        value: bool = True,
+    ):
         super().__init__()
         self.query = nn.Linear(hidden_size, hidden_size)
         self.key = nn.Linear(hidden_size, hidden_size)
@@ -78,8 +85,8 @@ class AdapterFusion(nn.Module):
 
     def forward(self, query: torch.Tensor, updates: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         with full_precision():  # the scores Eq. 9 distils: fp32 under any autocast
-            q = self.query(query.float())                       # h^T Q        [b, s, h]
-            k = self.key(updates.float())                       # z_t^T K      [b, s, n, h]
+            q = self.query(query.float())  # h^T Q        [b, s, h]
+            k = self.key(updates.float())  # z_t^T K      [b, s, n, h]
             logits = torch.einsum("bsh,bsnh->bsn", q, k)
         v = self.value(updates) if self.value is not None else updates  # Eq. 2-3 [b, s, n, h]
         annealing = self.training and self.anneal_step > 0

@@ -20,6 +20,7 @@ and the replaced block keeps ``dense``/``dropout``/``LayerNorm`` under their nam
 of ``encoder.state_dict()`` are unchanged and ``.to(device)`` moves everything.
 ``AdapterStack`` is a plain controller over those blocks, not a module.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,10 +31,9 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-
-from frkit import atomic
 from torch import nn
 
+from frkit import atomic
 from frkit.models.adapters.bottleneck import BottleneckAdapter
 from frkit.models.adapters.fusion import AdapterFusion
 
@@ -85,9 +85,17 @@ class AdapterStack:
     the same encoder reuses the blocks) and freezes every parameter the encoder has at that time.
     """
 
-    def __init__(self, encoder: nn.Module, reduction_factor: float = 16, adapter_init: str = "bert",
-                 adapter_dropout: float = 0.0, fusion_dropout: float | None = None,
-                 fusion_temperature: float = 1.0, anneal_temperature: bool = False, fusion_value: bool = True):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        reduction_factor: float = 16,
+        adapter_init: str = "bert",
+        adapter_dropout: float = 0.0,
+        fusion_dropout: float | None = None,
+        fusion_temperature: float = 1.0,
+        anneal_temperature: bool = False,
+        fusion_value: bool = True,
+    ):
         self.encoder = encoder
         self.layers: dict[int, AdaptedOutput] = {}
         for name, module in list(encoder.named_modules()):
@@ -100,20 +108,28 @@ class AdapterStack:
                 setattr(encoder.get_submodule(parent_name), child, module)
             self.layers[int(match.group(1))] = module
         if not self.layers:
-            raise ValueError("no '...layer.<i>.output' block with dense/dropout/LayerNorm found: "
-                             "expected a BERT-architecture encoder (BertModel, XLM-R, e5)")
+            raise ValueError(
+                "no '...layer.<i>.output' block with dense/dropout/LayerNorm found: "
+                "expected a BERT-architecture encoder (BertModel, XLM-R, e5)"
+            )
         for p in encoder.parameters():
             p.requires_grad_(False)
         first = next(iter(self.layers.values()))
         self.hidden_size = first.dense.out_features
         if fusion_dropout is None:  # AdapterHub: the encoder's attention dropout
             fusion_dropout = getattr(getattr(encoder, "config", None), "attention_probs_dropout_prob", 0.1)
-        self.config = dict(reduction_factor=reduction_factor, adapter_init=adapter_init,
-                           adapter_dropout=adapter_dropout,
-                           fusion_dropout=fusion_dropout, fusion_temperature=fusion_temperature,
-                           anneal_temperature=anneal_temperature, fusion_value=fusion_value)
+        self.config = dict(
+            reduction_factor=reduction_factor,
+            adapter_init=adapter_init,
+            adapter_dropout=adapter_dropout,
+            fusion_dropout=fusion_dropout,
+            fusion_temperature=fusion_temperature,
+            anneal_temperature=anneal_temperature,
+            fusion_value=fusion_value,
+        )
         self.fusion_adapters: dict[str, tuple[str, ...]] = {
-            name: tuple(names) for name, names in getattr(first, "fusion_adapters", {}).items()}
+            name: tuple(names) for name, names in getattr(first, "fusion_adapters", {}).items()
+        }
         first.fusion_adapters = self.fusion_adapters  # remembered on the module for a second stack
 
     # ---------------------------------------------------------------- building
@@ -126,8 +142,9 @@ class AdapterStack:
         self._check_new(name, self.adapter_names, "adapter")
         c = self.config
         for layer in self.layers.values():
-            adapter = BottleneckAdapter(self.hidden_size, c["reduction_factor"], c["adapter_init"],
-                                        c["adapter_dropout"])
+            adapter = BottleneckAdapter(
+                self.hidden_size, c["reduction_factor"], c["adapter_init"], c["adapter_dropout"]
+            )
             layer.adapters[name] = self._place(adapter, layer)
 
     def add_fusion(self, name: str, adapter_names: Iterable[str]) -> None:
@@ -137,8 +154,13 @@ class AdapterStack:
         self._check_known(adapter_names)
         c = self.config
         for layer in self.layers.values():
-            fusion = AdapterFusion(self.hidden_size, c["fusion_dropout"], c["fusion_temperature"],
-                                   c["anneal_temperature"], c["fusion_value"])
+            fusion = AdapterFusion(
+                self.hidden_size,
+                c["fusion_dropout"],
+                c["fusion_temperature"],
+                c["anneal_temperature"],
+                c["fusion_value"],
+            )
             layer.fusions[name] = self._place(fusion, layer)
         self.fusion_adapters[name] = adapter_names
 
@@ -172,8 +194,9 @@ class AdapterStack:
             if fusion not in self.fusion_adapters:
                 raise KeyError(f"unknown fusion {fusion!r}; known: {list(self.fusion_adapters)}")
             if self.fusion_adapters[fusion] != adapters:
-                raise ValueError(f"fusion {fusion!r} is over {list(self.fusion_adapters[fusion])}, "
-                                 f"not {list(adapters)}")
+                raise ValueError(
+                    f"fusion {fusion!r} is over {list(self.fusion_adapters[fusion])}, not {list(adapters)}"
+                )
         for layer in self.layers.values():
             layer.active, layer.fusion = adapters, fusion
 
@@ -217,8 +240,10 @@ class AdapterStack:
         scores = {i: layer.scores() for i, layer in self.layers.items()}
         missing = [i for i, s in scores.items() if s is None]
         if missing:
-            raise RuntimeError(f"no captured scores in layers {missing}: run the forward inside "
-                               "`with stack.capturing():` (or capture_scores(True)) with an adapter active")
+            raise RuntimeError(
+                f"no captured scores in layers {missing}: run the forward inside "
+                "`with stack.capturing():` (or capture_scores(True)) with an adapter active"
+            )
         return scores
 
     @contextmanager
@@ -277,8 +302,11 @@ class AdapterStack:
     def adapter_state_dict(self, name: str) -> dict[str, torch.Tensor]:
         """``{"<layer>.<param>": tensor}`` for adapter ``name`` (flat, safetensors-ready)."""
         self._check_known([name])
-        return {f"{i}.{k}": v.detach().clone() for i, layer in self.layers.items()
-                for k, v in layer.adapters[name].state_dict().items()}
+        return {
+            f"{i}.{k}": v.detach().clone()
+            for i, layer in self.layers.items()
+            for k, v in layer.adapters[name].state_dict().items()
+        }
 
     def load_adapter_state_dict(self, name: str, state: dict[str, torch.Tensor]) -> None:
         """Load into adapter ``name``, creating it first if this stack does not have it."""
@@ -289,11 +317,15 @@ class AdapterStack:
 
     def fusion_state_dict(self, name: str) -> dict[str, torch.Tensor]:
         self.fusion_parameters(name)
-        return {f"{i}.{k}": v.detach().clone() for i, layer in self.layers.items()
-                for k, v in layer.fusions[name].state_dict().items()}
+        return {
+            f"{i}.{k}": v.detach().clone()
+            for i, layer in self.layers.items()
+            for k, v in layer.fusions[name].state_dict().items()
+        }
 
-    def load_fusion_state_dict(self, name: str, state: dict[str, torch.Tensor],
-                               adapter_names: Iterable[str] | None = None) -> None:
+    def load_fusion_state_dict(
+        self, name: str, state: dict[str, torch.Tensor], adapter_names: Iterable[str] | None = None
+    ) -> None:
         """Load into fusion ``name``; a fusion this stack lacks is created over ``adapter_names``."""
         if name not in self.fusion_adapters:
             if adapter_names is None:
@@ -310,17 +342,21 @@ class AdapterStack:
             atomic.save_tensors(folder / f"adapter.{a}.safetensors", self.adapter_state_dict(a))
         for f in self.fusion_adapters:
             atomic.save_tensors(folder / f"fusion.{f}.safetensors", self.fusion_state_dict(f))
-        meta = {"config": self.config, "adapters": self.adapter_names,
-                "fusions": {f: list(n) for f, n in self.fusion_adapters.items()}}
+        meta = {
+            "config": self.config,
+            "adapters": self.adapter_names,
+            "fusions": {f: list(n) for f, n in self.fusion_adapters.items()},
+        }
         atomic.write_json(folder / "adapters.json", meta, indent=1)
 
     @classmethod
-    def load(cls, encoder: nn.Module, folder: str | Path) -> "AdapterStack":
+    def load(cls, encoder: nn.Module, folder: str | Path) -> AdapterStack:
         """The stack ``save`` wrote, on ``encoder`` (same architecture); nothing is active afterwards."""
         folder = Path(folder)
         meta = json.loads((folder / "adapters.json").read_text())
         stack = cls(encoder, **meta["config"])
         device = next(iter(stack.layers.values())).dense.weight.device
+
         def read(file: str) -> dict[str, torch.Tensor]:
             return load_file(str(folder / file), device=str(device))
 
@@ -349,4 +385,4 @@ class AdapterStack:
 
 def _layer_slice(state: dict[str, torch.Tensor], layer: int) -> dict[str, torch.Tensor]:
     prefix = f"{layer}."
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}

