@@ -96,7 +96,8 @@ def test_committed_headline_claim_uses_orders_as_units(committed):
 
 def test_raw_verdict_agrees_with_the_interval_rule_on_every_directional_claim(committed):
     _, table = committed
-    directional = table[table["comparison"].str.contains(" > | < ") & (table["unit"] != "exact count")]
+    has_rows = table["raw_verdict"] != "missing"  # e.g. the mechanism controls: not rows of this sweep
+    directional = table[table["comparison"].str.contains(" > | < ") & (table["unit"] != "exact count") & has_rows]
     assert len(directional) > 30
     for _, r in directional.iterrows():
         direction = cl.GREATER if " > " in r["comparison"] else cl.LESS
@@ -151,3 +152,14 @@ def test_markdown_has_the_new_columns(committed):
         "note",
     ):
         assert column in header
+
+
+def test_mechanism_controls_are_claims_on_their_sweep():
+    """fr_controls' rows feed the two control claims: one seed, so one unit and no test, the difference shown."""
+    runs = pd.read_csv(RUNS.parents[1] / "fr_controls" / "runs.csv")
+    table = cl.claims_table(runs, ["en", "es", "ja"]).set_index("comparison")
+    auc = runs.set_index("label")["average_auc"]
+    for control in ("fr_lora+uniform", "fr_lora+shuffled"):
+        r = table.loc[f"fr_lora > {control} (average_auc)"]
+        assert r["unit"] == "seed" and r["n"] == 1 and r["raw_verdict"] == "one unit"
+        assert r["difference"] == pytest.approx(auc["fr_lora"] - auc[control])

@@ -35,7 +35,16 @@ def readme_section(sweep, results: SweepResults) -> str:
     if (claims["verdict"] == "missing").all():  # a sweep without the papers' rows (e.g. a strength sweep)
         return "\n".join([head, "", *rows])
     counts = ", ".join(f"{v} {k}" for k, v in claims["verdict"].value_counts().items())
-    return "\n".join([f"{head} Claims: {counts}.", "", VERDICT_RULE, "", claims_markdown(claims), "", *rows])
+    checked = claims[claims["verdict"] != "missing"]  # claims.md lists every claim; the README those with rows here
+    left_out = len(claims) - len(checked)
+    where = f"`{shown(sweep.results_dir)}/claims.md`"
+    shown_line = (
+        f"The {len(checked)} claims this sweep has rows for ({left_out} more are in {where}):" if left_out else ""
+    )
+    table = claims_markdown(checked)
+    return "\n".join(
+        [f"{head} Claims: {counts}.", "", VERDICT_RULE, "", *([shown_line, ""] if shown_line else []), table, "", *rows]
+    )
 
 
 def update_readme(readme: Path, sweep, results: SweepResults, sweep_file: str) -> None:
