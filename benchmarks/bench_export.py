@@ -27,7 +27,7 @@ import torch
 import transformers
 from transformers import AutoModelForSequenceClassification, BertConfig, BertModel
 
-from frkit.artifacts import git_revision
+from frkit.records import git_revision
 from frkit.export import export_onnx, to_sequence_classifier
 from frkit.models.cross_encoder import CrossEncoder
 from frkit.models.merge import merged_cross_encoder
