@@ -27,12 +27,12 @@ import torch
 import transformers
 from transformers import AutoModelForSequenceClassification, BertConfig, BertModel
 
-from frkit.records import git_revision
 from frkit.export import export_onnx, to_sequence_classifier
 from frkit.models.cross_encoder import CrossEncoder
 from frkit.models.merge import merged_cross_encoder
 from frkit.models.peft_adapters import add_adapter, lora_config
 from frkit.precision import cpu_model
+from frkit.records import git_revision
 
 
 class _Tok:
