@@ -49,9 +49,11 @@ class BaseRunConfig(BaseModel):
     # the run folder, an MLflow store there (the "tracking" extra), W&B (needs `wandb login`), or nowhere
     report_to: Literal["none", "tensorboard", "mlflow", "wandb"] = "tensorboard"
     # -- data: the marketplaces, in training order --------------------------------------------
-    data_source: Literal["pawsx", "stsb", "esci", "table", "hub"] = "pawsx"
+    data_source: Literal["pawsx", "stsb", "esci", "table", "hub", "mixed"] = "pawsx"
     data_path: str | None = "../shared/data/pawsx/x-final"  # relative paths: from the project root (frkit/paths.py)
     marketplaces: list[str] = Field(default_factory=lambda: ["en", "es", "ja"], min_length=1)
+    # mixed: marketplaces named <source>_<language> (stsb_en, pawsx_es) from several corpora, one folder per source
+    source_paths: dict[str, str] | None = None
     train_file: str = "auto"  # pawsx: which file trains ("auto": translated_train.tsv where present, else dev_2k.tsv)
     # pawsx / stsb are translations of one set of pairs: "disjoint" gives each marketplace its own seeded share of
     # the pair ids for training and validation (real marketplaces do not share queries), "shared" gives every

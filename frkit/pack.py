@@ -23,6 +23,7 @@ def pack_bundle(
     params_path: str | Path, out_path: str | Path, overrides: dict | None = None, preset: int = 9 | lzma.PRESET_EXTREME
 ) -> dict:
     """Write ``out_path`` (model/ and data/) and return the parameter overrides, with ``DIR`` for the folder."""
+    from frkit.methods import METHODS
     from frkit.models.source import prepare_model_source
     from frkit.runner import load_configured_marketplaces
 
@@ -34,7 +35,7 @@ def pack_bundle(
             "for `tables:` copy the files yourself"
         )
     marketplaces = load_configured_marketplaces(cfg)  # bad data fails here, before the long compression
-    model_dir = Path(prepare_model_source(cfg, marketplaces))
+    model_dir = Path(prepare_model_source(cfg, marketplaces, METHODS[cfg.method].looks_up_translations(cfg)))
     if not model_dir.is_dir():
         raise FrkitInputError(
             f"{params_path}: key 'model_name_or_path' ({cfg.model_name_or_path!r}) is a Hub id, "

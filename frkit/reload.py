@@ -20,7 +20,7 @@ def load_method(run_dir: str | Path):
     record = load_run(run_dir)
     cfg = make_config(record.params, source=str(Path(run_dir) / "params.yaml"))
     marketplaces = load_configured_marketplaces(cfg)
-    source = prepare_model_source(cfg, marketplaces)
+    source = prepare_model_source(cfg, marketplaces, METHODS[cfg.method].looks_up_translations(cfg))
     ctx = MethodContext(cfg, source, load_tokenizer(source), show_progress=False)
     method = METHODS[cfg.method](cfg, ctx)
     checkpoint = RunFolder(run_dir).latest_checkpoint()

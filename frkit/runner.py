@@ -31,6 +31,7 @@ from frkit.metrics import auc_matrix_frame, summarize
 from frkit.models.cross_encoder import fresh_cross_encoder
 from frkit.models.encoder import load_encoder, load_tokenizer
 from frkit.models.source import prepare_model_source, resolve_model_source
+from frkit.paths import resolve
 from frkit.precision import resolved_precision
 from frkit.records import RunFolder, restore
 from frkit.records.fingerprint import differences, fingerprint
@@ -64,6 +65,7 @@ def load_configured_marketplaces(cfg: BaseRunConfig) -> list[Marketplace]:
         seed=cfg.seed,
         parallel_pairs=cfg.parallel_pairs,
         stsb_threshold=cfg.stsb_threshold,
+        source_paths={k: resolve(v) for k, v in cfg.source_paths.items()} if cfg.source_paths else None,
     )
 
 
@@ -128,7 +130,7 @@ def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool, tracking: R
     marketplaces = load_configured_marketplaces(cfg)
     precision = resolved_precision(cfg.precision)  # auto: bf16 or fp32 by this machine; recorded per step
     with distributed.main_first():  # a trimmed vocabulary is written once, to the cache
-        model_source = prepare_model_source(cfg, marketplaces)
+        model_source = prepare_model_source(cfg, marketplaces, METHODS[cfg.method].looks_up_translations(cfg))
     tokenizer = load_tokenizer(model_source)
     base_encoder = load_encoder(model_source)  # before the run folder is written: a broken weight file is named first
     loaders = TableLoaders.from_config(cfg, tokenizer, shard=(distributed.rank(), distributed.world_size()))

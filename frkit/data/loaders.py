@@ -8,6 +8,7 @@ from pathlib import Path
 from frkit.data.esci import LOCALES, load_esci
 from frkit.data.hub import KNOWN_NAMES, load_hub, resolve_hub
 from frkit.data.marketplace import Marketplace
+from frkit.data.multi_source import load_mixed
 from frkit.data.parallel import parallel_marketplaces
 from frkit.data.pawsx import LANGUAGES, load_pawsx
 from frkit.data.split import subsample_marketplaces
@@ -19,7 +20,9 @@ from frkit.errors import FrkitInputError
 log = logging.getLogger(__name__)
 
 
-def _check_options(source: str, path, train_file, validation_fraction, tables, columns, limits: dict) -> None:
+def _check_options(
+    source: str, path, train_file, validation_fraction, tables, columns, limits: dict, source_paths=None
+) -> None:
     """Option values and combinations, checked before any file is opened."""
     if not isinstance(validation_fraction, (int, float)) or not 0 < validation_fraction < 1:
         raise FrkitInputError(f"validation_fraction must be a number in (0, 1), got {validation_fraction!r}")
@@ -32,6 +35,8 @@ def _check_options(source: str, path, train_file, validation_fraction, tables, c
         raise FrkitInputError(f"train_file={train_file!r} applies to sources 'pawsx' and 'hub', not {source!r}")
     if (tables or columns) and source != "table":
         raise FrkitInputError(f"tables/columns apply to source 'table' only, not {source!r}")
+    if source_paths and source != "mixed":
+        raise FrkitInputError(f"source_paths applies to source 'mixed' only, not {source!r}; use data_path")
     if source in ("pawsx", "stsb", "esci") and not path:
         raise FrkitInputError(f"source {source!r} needs path (the folder holding the release's files)")
 
@@ -53,6 +58,7 @@ def load_marketplaces(
     hub_kind: str | None = None,
     parallel_pairs: str = "disjoint",
     stsb_threshold: float = 3.0,
+    source_paths: dict[str, str | Path] | None = None,
 ) -> list[Marketplace]:
     """Load, split, subsample and validate the marketplaces, returned in the order of ``marketplaces``.
 
@@ -68,11 +74,29 @@ def load_marketplaces(
         for parallel data (PAWS-X, STS-B) the same pair ids are taken in every language wherever possible.
     parallel_pairs: parallel corpora only: "disjoint" (each marketplace its own share of the training pair
         ids) or "shared" (``frkit/data/parallel.py``).
+    source_paths: "mixed" only: {source: folder} for marketplaces named <source>_<language>
+        (``frkit/data/multi_source.py``).
     Raises ``FrkitInputError`` naming the file / column / value on any bad input.
     """
     check_source(source)
     limits = {"max_train": max_train, "max_validation": max_validation, "max_test": max_test}
-    _check_options(source, path, train_file, validation_fraction, tables, columns, limits)
+    _check_options(source, path, train_file, validation_fraction, tables, columns, limits, source_paths)
+    if source == "mixed":
+        options = dict(
+            train_file=train_file,
+            validation_fraction=validation_fraction,
+            max_train=max_train,
+            max_validation=max_validation,
+            max_test=max_test,
+            seed=seed,
+            parallel_pairs=parallel_pairs,
+            stsb_threshold=stsb_threshold,
+        )
+        loaded = load_mixed(
+            source_paths, check_names(marketplaces, None, "mixed marketplace"), load_marketplaces, **options
+        )
+        check_marketplaces(loaded)
+        return loaded
     common = dict(validation_fraction=validation_fraction, seed=seed)
     parallel = False
     if source == "pawsx":

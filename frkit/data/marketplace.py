@@ -24,6 +24,9 @@ class Marketplace:
     # parallel corpora (PAWS-X, STS-B): every non-test pair of the corpus in this language, whichever
     # marketplace trains on it; a translation of another marketplace's pair is looked up here by id
     parallel_corpus: pd.DataFrame | None = None
+    # data_source "mixed" (frkit/data/multi_source.py): {language: this marketplace's own corpus in it}, where a
+    # translation of this marketplace's pairs is looked up (an older marketplace may come from another corpus)
+    translations: dict[str, pd.DataFrame] | None = None
 
     def split(self, name: str) -> pd.DataFrame:
         if name not in SPLITS:

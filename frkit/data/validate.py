@@ -15,7 +15,7 @@ import pandas as pd
 from frkit.data.marketplace import COLUMNS, SPLITS, Marketplace
 from frkit.errors import FrkitInputError
 
-SOURCES = ("pawsx", "stsb", "esci", "table", "hub")
+SOURCES = ("pawsx", "stsb", "esci", "table", "hub", "mixed")
 
 # Relevance labels: E(xact) and S(ubstitute) are relevant, C(omplement) and I(rrelevant) are not
 # (the convention of both papers). Full names cover mirrors such as tasksource/esci.

@@ -44,6 +44,10 @@ NEW, TRANSLATED = "new", "translated"
 class AttentionDistillation(AdapterMethodBase):
     name = "attention_distillation"
 
+    @classmethod
+    def looks_up_translations(cls, cfg) -> bool:
+        return cfg.translator == "parallel" and cfg.translate_fraction > 0
+
     def fusion_name(self, k: int) -> str:
         return f"fusion_{k}"
 
@@ -55,6 +59,8 @@ class AttentionDistillation(AdapterMethodBase):
 
     def translator(self, seen):
         if self.cfg.translator == "parallel":  # the corpus's own translation of D_t's pairs into each older language
+            if seen[-1].translations is not None:  # data_source mixed: D_t's own corpus, whatever the older ones were
+                return ParallelCorpusTranslator(seen[-1].translations)
             tables = {
                 m.language: m.parallel_corpus
                 if m.parallel_corpus is not None

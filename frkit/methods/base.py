@@ -111,6 +111,12 @@ class Method:
             f"(it takes {list(cls.head_inits)}): {cls.head_init_refusal}"
         ]
 
+    @classmethod
+    def looks_up_translations(cls, cfg) -> bool:
+        """Whether the method trains on translations looked up in the marketplaces' parallel corpora, whose texts
+        the trimmed vocabulary must then cover too (``frkit/models/source.py``)."""
+        return False
+
     # -- protocol ---------------------------------------------------------------------------------
     def learn(self, step: int, marketplace: Marketplace, seen: list[Marketplace]) -> dict:
         raise NotImplementedError

@@ -40,10 +40,13 @@ def resolve_model_source(name_or_path: str | os.PathLike) -> str | Path:
     return str(local) if local.is_dir() else name
 
 
-def marketplace_texts(marketplaces: list[Marketplace]):
-    """Every (text_a, text_b) pair of every split: what the trimmed vocabulary must cover."""
+def marketplace_texts(marketplaces: list[Marketplace], with_corpora: bool = False):
+    """Every (text_a, text_b) pair of every split: what the trimmed vocabulary must cover. ``with_corpora``: also the
+    parallel corpora where a method looks translations up (Attention Distillation trains on D_t's pairs in older
+    languages, which are in no marketplace's own split when shares are disjoint)."""
     for m in marketplaces:
-        for table in (m.train, m.validation, m.test):
+        corpora = [m.parallel_corpus, *(m.translations or {}).values()] if with_corpora else []
+        for table in (m.train, m.validation, m.test, *(c for c in corpora if c is not None)):
             yield from zip(table["text_a"], table["text_b"])
 
 
@@ -57,9 +60,10 @@ def looks_local(name: str) -> bool:
     )
 
 
-def prepare_model_source(cfg, marketplaces: list[Marketplace]) -> Path | str:
+def prepare_model_source(cfg, marketplaces: list[Marketplace], with_corpora: bool = False) -> Path | str:
     """The folder (or Hub id) the run loads: :func:`resolve_model_source`, a local folder checked for its files, and
-    with ``trim_vocab`` a copy trimmed to the marketplaces' vocabulary (cached)."""
+    with ``trim_vocab`` a copy trimmed to the marketplaces' vocabulary (cached); ``with_corpora`` for a method that
+    looks translations up (``Method.looks_up_translations``)."""
     from frkit.models.encoder import check_model_folder
 
     source = resolve_model_source(cfg.model_name_or_path)
@@ -73,7 +77,7 @@ def prepare_model_source(cfg, marketplaces: list[Marketplace]) -> Path | str:
     from frkit.models.vocab_trim import trimmed_model_dir
 
     try:
-        return trimmed_model_dir(source, list(marketplace_texts(marketplaces)), cache_root() / "trimmed")
+        return trimmed_model_dir(source, list(marketplace_texts(marketplaces, with_corpora)), cache_root() / "trimmed")
     except NotImplementedError as err:
         log.warning("vocabulary not trimmed: %s", err)
         return source
