@@ -88,7 +88,8 @@ def test_names_and_source():
     with pytest.raises(FrkitInputError, match=r"two marketplaces with one name: \['a'\]"):
         check_names(["a", "b", "a"], None, "x")
     with pytest.raises(
-        FrkitInputError, match=r"unknown data source 'csv'; expected one of \['pawsx', 'stsb', 'esci', 'table', 'hub', 'mixed'\]"
+        FrkitInputError,
+        match=r"unknown data source 'csv'; expected one of \['pawsx', 'stsb', 'esci', 'table', 'hub', 'mixed'\]",
     ):
         check_source("csv")
 

@@ -649,3 +649,45 @@ def test_summary_costs_the_runs_left_at_their_rows_mean_cpu_time(tmp_path, tiny_
     # left: fr_lora seeds 1-2 at fr_lora's mean (2 x 4.5 h) and lora's 3 runs, none finished, at the mean of all
     # runs (81000 s / 4 = 5.625 h each): 9 + 16.875 = 25.875 CPU-hours
     assert "The 5 runs left would take about 25.9 CPU-hours" in time
+
+
+SWEEP_THAT_DIES = """
+import multiprocessing, os, sys, threading, time
+from frkit.sweep.worker import stop_with_sweep
+
+def run_process(sweep_pid, pid_file):
+    threading.Thread(target=stop_with_sweep, args=(sweep_pid, 0.1), daemon=True).start()
+    with open(pid_file + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(pid_file + ".tmp", pid_file)
+    time.sleep(120)  # a long run
+
+if __name__ == "__main__":
+    process = multiprocessing.get_context("spawn").Process(target=run_process, args=(os.getpid(), sys.argv[1]))
+    process.start()
+    while not os.path.exists(sys.argv[1]):
+        time.sleep(0.05)
+    os._exit(0)  # the sweep is killed: no cleanup, no signal to its runs
+"""
+
+
+def test_a_runs_process_stops_when_its_sweep_is_gone(tmp_path):
+    """`kill` (or a session's end) stops the sweep's process alone; its runs must not go on unseen, holding their
+    run folders' locks (seen in a real probe sweep: the runs outlived the sweep, and its restart found them)."""
+    import subprocess
+    import sys
+    import time
+
+    script, pid_file = tmp_path / "sweep.py", tmp_path / "run.pid"
+    script.write_text(SWEEP_THAT_DIES)
+    subprocess.run([sys.executable, str(script), str(pid_file)], check=True, timeout=120)
+    run_pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(run_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(run_pid, 9)
+    raise AssertionError(f"the run's process {run_pid} outlived its sweep by 30 s")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
+import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +43,16 @@ def run_in_worker(values: dict, threads: int, log_file: str) -> str | None:
             error = traceback.format_exc()
             logging.getLogger(__name__).error("run failed:\n%s", error)  # kept in the run's log
             return error
+
+
+def stop_with_sweep(sweep_pid: int, poll_seconds: float = 2.0) -> None:
+    """A run's process ends when its sweep's process is gone. Ctrl-C reaches every process of the terminal's group,
+    but ``kill``, ``timeout`` or a closed session stop only the sweep, and its runs went on unseen, holding their
+    run folders' locks. The run's finished marketplaces are kept; running the sweep again resumes it."""
+    while os.getppid() == sweep_pid:
+        time.sleep(poll_seconds)
+    logging.getLogger(__name__).error("the sweep (process %d) is gone: this run stops", sweep_pid)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _nothing(record: logging.LogRecord) -> bool:
@@ -87,7 +99,7 @@ def run_in_process(ctx, key, cfg, threads: int) -> str | None:
     receive, send = ctx.Pipe(duplex=False)
     process = ctx.Process(
         target=process_main,
-        args=(cfg.model_dump(), threads, str(log_path(cfg)), send),
+        args=(cfg.model_dump(), threads, str(log_path(cfg)), send, os.getpid()),
         name=f"frkit {key}",
         daemon=False,
     )
@@ -111,7 +123,9 @@ def run_in_process(ctx, key, cfg, threads: int) -> str | None:
     return error
 
 
-def process_main(values: dict, threads: int, log_file: str, send) -> None:
+def process_main(values: dict, threads: int, log_file: str, send, sweep_pid: int | None = None) -> None:
     """Entry point of a run's process: the worker body, its outcome sent back through the pipe."""
+    if sweep_pid is not None:
+        threading.Thread(target=stop_with_sweep, args=(sweep_pid,), daemon=True).start()
     send.send(run_in_worker(values, threads, log_file))
     send.close()
