@@ -89,7 +89,7 @@ def test_names_and_source():
         check_names(["a", "b", "a"], None, "x")
     with pytest.raises(
         FrkitInputError,
-        match=r"unknown data source 'csv'; expected one of \['pawsx', 'stsb', 'esci', 'table', 'hub', 'mixed'\]",
+        match=r"unknown data source 'csv'; expected one of \[.pawsx., .stsb., .esci., .table., .hub., .mixed.\]",
     ):
         check_source("csv")
 
