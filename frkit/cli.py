@@ -101,6 +101,20 @@ def main(argv: list[str] | None = None) -> int:
         help="I changed these results on purpose: (re)write the sha256 manifest (checksums.json) of "
         "every run in the sweep's results folder, train and summarise nothing",
     )
+    p_tu = add(
+        "tune",
+        help="fair tuning: every method family of a sweep gets the same budget of settings, chosen on validation "
+        "AUC of seeds the comparison does not use (the sweep's tuning: block); writes chosen.yaml, which the "
+        "sweep then reads",
+    )
+    p_tu.add_argument("sweep", help="a sweep file with a tuning: block")
+    p_tu.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process (default 1)")
+    p_tu.add_argument(
+        "--choose-only", action="store_true", help="train nothing: choose from the tuning runs' committed results"
+    )
+    p_pr = add("probe-report", help="issue 30's protocol probe: candidate protocols (one sweep each) side by side")
+    p_pr.add_argument("sweeps", nargs="+", help="the candidates' sweep files, e.g. params/sweeps/probe_mixed.yaml")
+    p_pr.add_argument("-o", "--out", help="also write the report here (markdown), e.g. results/protocol_probe.md")
     p_pack = add("pack", help="pack the (trimmed) encoder and the data of a params file into one .tar.xz")
     p_pack.add_argument("params", help="params/*.yaml")
     p_pack.add_argument("out", help="bundle path, e.g. outputs/pawsx_bundle.tar.xz")
@@ -210,6 +224,31 @@ def main(argv: list[str] | None = None) -> int:
                     address=args.address,
                 )
                 summarize_sweep(sweep)
+        elif args.command == "tune":
+            from frkit.sweep import load_sweep, run_sweep
+            from frkit.sweep.tune import choose, tuning_sweep, write_choice
+
+            sweep = load_sweep(args.sweep, tuned=False)
+            if sweep.tuning is None:
+                raise FrkitInputError(f"sweep file {args.sweep} has no tuning: block (see frkit/sweep/tuning.py)")
+            tuned = tuning_sweep(sweep)
+            if not args.choose_only:
+                run_sweep(tuned, jobs=args.jobs)
+            chosen, records = choose(sweep, tuned)
+            path = write_choice(sweep, chosen, records)
+            print((sweep.tuning.results_dir / "tuning.md").read_text())
+            print(f"chosen values: {path} (the sweep applies them to every row of each family)")
+        elif args.command == "probe-report":
+            from frkit import atomic
+            from frkit.reports.collect import collect
+            from frkit.reports.protocol_probe import probe_markdown
+            from frkit.sweep import load_sweep
+
+            sweeps = [load_sweep(path) for path in args.sweeps]
+            text = probe_markdown([(sweep, collect(sweep)) for sweep in sweeps])
+            print(text)
+            if args.out:
+                atomic.write_text(Path(args.out), text)
         elif args.command == "pack":
             from frkit.pack import pack_bundle
 

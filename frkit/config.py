@@ -68,6 +68,8 @@ class BaseRunConfig(BaseModel):
     max_validation: int | None = Field(None, gt=0)
     max_test: int | None = Field(None, gt=0)
     evaluate_unseen: bool = True  # also score marketplaces not learned yet (forward transfer)
+    # also score every seen marketplace's validation set after each step: what `frkit tune` selects on (never test)
+    evaluate_validation: bool = False
     # -- model -----------------------------------------------------------------------------------
     model_name_or_path: str = "offline:multilingual-e5-small"  # Hub id, local folder, or the offline e5
     trim_vocab: bool = True  # keep only embedding rows the configured data uses (same tokenisation)

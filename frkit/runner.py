@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from transformers import set_seed
 
-from frkit import distributed
+from frkit import atomic, distributed
 from frkit.config import BaseRunConfig, default_params
 from frkit.data import load_marketplaces
 from frkit.data.batching import TableLoaders
@@ -31,8 +31,8 @@ from frkit.metrics import auc_matrix_frame, summarize
 from frkit.models.cross_encoder import fresh_cross_encoder
 from frkit.models.encoder import load_encoder, load_tokenizer
 from frkit.models.source import prepare_model_source, resolve_model_source
-from frkit.paths import resolve
-from frkit.precision import resolved_precision
+from frkit.paths import cache_root, resolve
+from frkit.precision import cpu_model, resolved_precision
 from frkit.records import RunFolder, restore
 from frkit.records.fingerprint import differences, fingerprint
 from frkit.tracking import RunTracking
@@ -74,9 +74,24 @@ _INIT_AUCS: dict[str, float] = {}  # per process: the runs of a sweep share b_t 
 
 def _init_key(cfg, model_source, m: Marketplace) -> str:
     """What b_t of marketplace ``m`` depends on, hashed: the encoder, seed, pooling, how the test set is read, the
-    precision, and the test set itself."""
+    precision it is computed in and the CPU / GPU that computes it (fp32 differs in the last digits across CPUs),
+    and the test set itself."""
+    device = torch.cuda.get_device_name() if distributed.device().type == "cuda" else cpu_model()
     digest = hashlib.sha256(
-        json.dumps([str(model_source), cfg.seed, cfg.pooling, cfg.max_length, cfg.precision, m.name]).encode()
+        json.dumps(
+            [
+                str(model_source),
+                cfg.seed,
+                cfg.pooling,
+                cfg.max_length,
+                resolved_precision(cfg.precision),
+                cfg.eval_batch_size,
+                cfg.length_batching,
+                device,
+                torch.__version__,
+                m.name,
+            ]
+        ).encode()
     )
     for column in ("id", "label", "text_a", "text_b"):
         digest.update(json.dumps([str(x) for x in m.test[column]]).encode("utf-8", "surrogatepass"))
@@ -86,19 +101,37 @@ def _init_key(cfg, model_source, m: Marketplace) -> str:
 def _init_aucs(cfg, base_encoder, loaders: TableLoaders, model_source, marketplaces: list[Marketplace]) -> list[float]:
     """b_t for forward transfer: the base encoder with a freshly initialised (seeded) head.
 
-    It depends on the seed, the encoder, the test set and how it is read, not on the method: a sweep's
-    worker process computes it once per seed and data, not once per method."""
+    It depends on the seed, the encoder, the test set and how it is read, not on the method: it is computed once
+    per seed and data and kept, in this process and on disk (``<cache>/init_aucs/``), so the other runs of a sweep,
+    each in a process of its own, read it instead of scoring every test set again (on whole test sets that was a
+    quarter of a run's evaluation)."""
     out = []
     for m in marketplaces:
         key = _init_key(cfg, model_source, m)
+        stored = cache_root() / "init_aucs" / f"{key}.json"
+        if key not in _INIT_AUCS and stored.is_file():
+            try:
+                _INIT_AUCS[key] = float(json.loads(stored.read_text())["auc"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # unreadable: computed again and rewritten
         if key not in _INIT_AUCS:
             set_seed(cfg.seed)
             model = fresh_cross_encoder(base_encoder, cfg.pooling, distributed.device())
             model.add_head("init")
             scores = predict_scores(model, loaders(m.test, train=False), "init", cfg.precision)
             _INIT_AUCS[key] = roc_auc(m.test["label"], scores)
+            if distributed.is_main():
+                stored.parent.mkdir(parents=True, exist_ok=True)
+                atomic.write_json(stored, {"auc": _INIT_AUCS[key], "marketplace": m.name, "seed": cfg.seed})
         out.append(_INIT_AUCS[key])
     return out
+
+
+def progress_steps_validation(folder: RunFolder, k: int) -> list[float] | None:
+    """The last step's validation AUC row (every marketplace seen by then), as recorded in progress.json."""
+    steps = folder.progress().get("steps", [])
+    row = steps[k - 1].get("validation_auc_row") if len(steps) >= k else None
+    return [x for x in row if x is not None] if row else None
 
 
 def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
@@ -187,6 +220,11 @@ def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool, tracking: R
             if t <= k or cfg.evaluate_unseen:
                 R[k, t] = roc_auc(other.test["label"], method.predict(other.test, other.name))
         row = [None if np.isnan(x) else float(x) for x in R[k]]
+        if cfg.evaluate_validation:  # what frkit tune selects on: every seen marketplace's validation AUC, never test
+            learn_log["validation_auc_row"] = [
+                float(roc_auc(m.validation["label"], method.predict(m.validation, m.name))) if t <= k else None
+                for t, m in enumerate(marketplaces)
+            ]
         trainable[marketplace.name] = method.trainable_params
         if distributed.is_main():
             folder.save_artifacts(k, marketplace.name, method.artifacts())  # before the step is recorded
@@ -213,6 +251,9 @@ def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool, tracking: R
     metrics = summarize(R, names, init_aucs)
     metrics["method"] = cfg.method
     metrics["trainable_params"] = trainable
+    if cfg.evaluate_validation:
+        last = progress_steps_validation(folder, K)
+        metrics["average_validation_auc"] = float(np.mean(last)) if last is not None else None
     if distributed.is_main():
         folder.write_metrics(metrics, auc_matrix_frame(R, names))
         tracking.final(metrics)

@@ -187,6 +187,7 @@ def write_result(
     params: dict | None = None,
     precision: str | None = None,
     started: str | None = None,
+    auc_matrix: list | None = None,
 ) -> Path:
     """A finished run's results files, written by hand: only what the summary, the claims and the figures read
     (environment.json only with ``started``, as runs made before it was recorded have none), and their sha256
@@ -203,7 +204,7 @@ def write_result(
         "backward_transfer": forgetting,
         "forward_transfer": 0.1,
         "trainable_params": {n: trainable for n in names},
-        "auc_matrix": [[0.5] * 3] * 3,
+        "auc_matrix": auc_matrix or [[0.5] * 3] * 3,
     }
     (folder / "metrics.json").write_text(json.dumps(metrics))
     steps = [

@@ -96,3 +96,28 @@ def test_sequential_forgets_and_independent_does_not_change_old_models(tiny_para
         assert np.allclose(ind[t:, t], ind[t, t])
     # sequential training moves the shared encoder, so the first marketplace's score changes
     assert not np.isclose(seq[0, 0], seq[2, 0])
+
+
+def test_init_aucs_are_kept_on_disk_for_the_next_runs_process(tiny_params, tmp_path, monkeypatch):
+    """b_t (the base encoder's AUC with a fresh seeded head) is the same for every method of one seed and data: a
+    sweep's next run, in a process of its own, reads it from the cache instead of scoring every test set again."""
+    import frkit.runner as runner
+
+    monkeypatch.setenv("FRKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(runner, "_INIT_AUCS", {})
+    first = run(make_config(tiny_params(method="sequential", run_name="first")), show_progress=False)
+    assert len(list((tmp_path / "cache" / "init_aucs").glob("*.json"))) == 3
+    monkeypatch.setattr(runner, "_INIT_AUCS", {})  # a new process: nothing in memory
+
+    def no_second_scoring(*args, **kwargs):
+        raise AssertionError("the init AUCs were computed again")
+
+    monkeypatch.setattr(runner, "fresh_cross_encoder", no_second_scoring)
+    second = run(make_config(tiny_params(method="lora", run_name="second")), show_progress=False)
+    init = [json.loads((r.run_dir / "progress.json").read_text())["init_aucs"] for r in (first, second)]
+    assert init[0] == init[1] and len(init[0]) == 3
+    # another seed has another fresh head: computed, not read
+    monkeypatch.undo()
+    monkeypatch.setenv("FRKIT_CACHE", str(tmp_path / "cache"))
+    run(make_config(tiny_params(method="lora", run_name="third", seed=1)), show_progress=False)
+    assert len(list((tmp_path / "cache" / "init_aucs").glob("*.json"))) == 6

@@ -22,6 +22,7 @@ from frkit.models.adapters import AdapterStack
 
 class AdapterMethodBase(Method):
     option_groups = (AdapterOptions,)
+    tuned_lr = "adapter_lr"
 
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)

@@ -22,6 +22,7 @@ SHARED_HEAD = "fusion"
 @register
 class AdapterFusionAll(AdapterMethodBase):
     name = "adapter_fusion"
+    tuned_lr = "fusion_lr"  # its adapters are the adapter row's; the fusion is what it adds
     head_inits = ("fresh",)
     head_init_refusal = "its fusion stage already scores every marketplace with one head, retrained at every step"
 

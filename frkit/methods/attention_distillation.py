@@ -43,6 +43,7 @@ NEW, TRANSLATED = "new", "translated"
 @register
 class AttentionDistillation(AdapterMethodBase):
     name = "attention_distillation"
+    tuned_lr, tuned_strength = "fusion_lr", "distill_weight"  # the fusion stage and Eq. 10's weight: what AD adds
 
     @classmethod
     def looks_up_translations(cls, cfg) -> bool:

@@ -92,6 +92,10 @@ class Method:
     # the ``head_init`` settings this method honours (issue 30) and, for the others, why it refuses them
     head_inits: ClassVar[tuple[str, ...]] = ("fresh", "previous", "shared")
     head_init_refusal: ClassVar[str] = ""
+    # what `frkit tune` varies for this family (issue 29): the learning rate of the part it trains, and its
+    # regularisation strength where it has one
+    tuned_lr: ClassVar[str] = "lr"
+    tuned_strength: ClassVar[str | None] = None
 
     def __init__(self, cfg, ctx: MethodContext):
         self.cfg = cfg

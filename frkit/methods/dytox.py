@@ -181,6 +181,7 @@ class DyToxModel(nn.Module):
 class DyTox(Method):
     name = "dytox"
     option_groups = (DyToxOptions,)
+    tuned_lr = "dytox_lr"
     head_inits = ("fresh",)
     head_init_refusal = (
         "its task-specific classifiers (one per marketplace, beside its task tokens, scored together "

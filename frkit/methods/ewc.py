@@ -150,6 +150,7 @@ class EwcBase(Method):
 class Ewc(EwcBase):
     name = "ewc"
     option_groups = (EwcOptions,)
+    tuned_strength = "ewc_lambda"
 
     def learn(self, step, marketplace, seen):
         result = self.train_base_with_ewc(step, marketplace)

@@ -32,6 +32,7 @@ from frkit.train import cross_entropy_loss
 class FrLora(EwcBase):
     name = "fr_lora"
     option_groups = (EwcOptions, LoraOptions, FrOptions)
+    tuned_lr, tuned_strength = "stage2_lr", "beta"  # Stage II, the paper's contribution (Stage I is EWC's)
     use_dora = False
 
     @classmethod

@@ -189,6 +189,7 @@ class Hat(Method):
     # HAT, B-CL and CTR has a head per task
     head_inits = ("fresh", "previous")
     head_init_refusal = "HAT (and B-CL, CTR) protects older tasks by masks and keeps a head per task (task-incremental)"
+    tuned_lr = "adapter_lr"
 
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)

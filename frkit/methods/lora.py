@@ -28,6 +28,8 @@ from frkit.models.peft_adapters import (
 class PeftPerMarketplace(Method):
     """Shared logic: one peft adapter + one head per marketplace; subclasses give the peft config."""
 
+    tuned_lr = "adapter_lr"
+
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)
         self.model: CrossEncoder = ctx.new_model()

@@ -46,6 +46,7 @@ from frkit.models.prefix_stack import PrefixedEncoder
 class ProgressivePrefix(Method):
     name = "progressive_prefix"
     option_groups = (PrefixOptions,)
+    tuned_lr = "adapter_lr"
 
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)

@@ -50,6 +50,10 @@ def run_record(folder: Path, metrics: dict, progress: dict) -> dict:
     steps = progress.get("steps", [])
     record = {m: _num(metrics.get(m)) for m in METRICS}
     record.update({f"final {n}": _num(v) for n, v in metrics.get("final_auc", {}).items()})
+    # just learned: each marketplace's AUC right after it was learned (the AUC matrix's diagonal), their mean and least
+    diagonal = [_num(row[t]) for t, row in enumerate(metrics.get("auc_matrix") or []) if t < len(row)]
+    record["just_learned"] = float(np.mean(diagonal)) if diagonal else np.nan
+    record["least_just_learned"] = float(np.min(diagonal)) if diagonal else np.nan
     trainable = list(metrics.get("trainable_params", {}).values())
     record["trainable_params"] = trainable[-1] if trainable else np.nan
     record["wall_seconds"] = sum(s.get("learn_seconds", 0) + s.get("eval_seconds", 0) for s in steps) + progress.get(

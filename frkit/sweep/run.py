@@ -24,7 +24,7 @@ EXECUTORS = ("local", "ray")
 
 
 def run_sweep(
-    path: str | Path,
+    path: str | Path | Sweep,
     only: list[str] | None = None,
     overrides: dict | None = None,
     jobs: int = 1,
@@ -37,14 +37,20 @@ def run_sweep(
 
     ``only`` / ``seeds`` / ``orders`` (order tags such as ``en-es-ja``) pick a part of the sweep. ``executor``:
     ``"local"`` (processes here, ``jobs`` at once) or ``"ray"`` (a task per run on the Ray cluster at ``address``;
-    none: a local Ray instance)."""
+    none: a local Ray instance). ``path`` may be a sweep already loaded (``frkit tune`` builds its own)."""
     if jobs < 1:
         raise FrkitInputError(f"--jobs {jobs}: expected a whole number >= 1")
     if executor not in EXECUTORS:
         raise FrkitInputError(f"--executor {executor!r}: expected one of {list(EXECUTORS)}")
     if address is not None and executor != "ray":
         raise FrkitInputError(f"--address {address}: only with --executor ray")
-    sweep = load_sweep(path, overrides)
+    sweep = path if isinstance(path, Sweep) else load_sweep(path, overrides)
+    path = sweep.path
+    if sweep.tuning is not None and not sweep.tuned:
+        raise FrkitInputError(
+            f"sweep file {path} tunes its families first (its tuning: block) and {sweep.tuning.chosen_file} is "
+            f"not there yet: run `frkit tune {path}` (it trains the tuning runs and writes the chosen values)"
+        )
     if executor == "ray":
         connect(address)  # Ray installed and a cluster there, or the command that fixes it, before any run
     known_orders = sorted({k.order_tag for k in sweep.configs})

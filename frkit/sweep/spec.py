@@ -4,6 +4,7 @@ A sweep file (``params/sweeps/*.yaml``)::
 
     base: ../stsb.yaml               # a params file (relative to the sweep file or the project root)
     name: cpu_stsb                   # run folders: <output_dir>/<name>/<label>/<order>/seed<k>
+    description: ...                 # optional: what real difference between marketplaces the protocol stands in for
     seeds: [0, 1, 2]
     orders: [[en, es, ja]]           # marketplace sequences (default: the base's), or {random: 4, seed: 0}
     baseline: independent            # the "1x" row
@@ -29,8 +30,22 @@ import numpy as np
 from frkit.config import BaseRunConfig, make_config, read_params
 from frkit.errors import FrkitInputError
 from frkit.paths import resolve
+from frkit.sweep.tuning import TuningSpec, parse_tuning, read_choice
 
-SWEEP_KEYS = {"base", "name", "seeds", "orders", "baseline", "results", "overrides", "anchors", "resources", "runs"}
+SWEEP_KEYS = {
+    "base",
+    "name",
+    "description",
+    "tuning",
+    "seeds",
+    "orders",
+    "baseline",
+    "results",
+    "overrides",
+    "anchors",
+    "resources",
+    "runs",
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,10 @@ class Sweep:
     results_dir: Path
     labels: list[str]
     configs: dict[RunKey, BaseRunConfig] = field(default_factory=dict)
+    description: str = ""  # what the protocol stands in for (issue 30's probe report quotes it)
+    tuning: TuningSpec | None = None  # the sweep's tuning: block (frkit/sweep/tuning.py)
+    tuned: bool = False  # its chosen values were found and applied
+    run_values: dict = field(default_factory=dict)  # label -> the keys the row sets itself
     resources: dict[RunKey, dict] = field(default_factory=dict)  # {num_cpus, num_gpus} per run (--executor ray)
 
     def keys(self, label: str | None = None) -> list[RunKey]:
@@ -134,8 +153,10 @@ def resources(values: dict, where: str) -> dict:
     return out
 
 
-def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
-    """Read and validate a sweep file; ``overrides`` (e.g. from the command line) apply to every run."""
+def load_sweep(path: str | Path, overrides: dict | None = None, tuned: bool = True) -> Sweep:
+    """Read and validate a sweep file; ``overrides`` (e.g. from the command line) apply to every run. A sweep with a
+    ``tuning:`` block gets its families' chosen values (``frkit tune``) unless ``tuned`` is false, which is how
+    ``frkit tune`` reads the values the grids are centred on."""
     path = Path(path)
     if not path.is_file():
         raise FrkitInputError(f"sweep file {path} does not exist")
@@ -176,7 +197,11 @@ def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
         baseline=spec.get("baseline", "independent"),
         results_dir=resolve(spec.get("results", f"results/{name}")),
         labels=list(spec["runs"]),
+        description=str(spec.get("description") or "").strip(),
+        tuning=parse_tuning(spec.get("tuning"), name, f"sweep file {path}", seeds),
     )
+    chosen = read_choice(sweep.tuning) if sweep.tuning is not None and tuned else None
+    sweep.tuned = chosen is not None
     default_resources = spec.get("resources") or {}
     if not isinstance(default_resources, dict):
         raise FrkitInputError(f"sweep file {path}: resources must be a mapping {{num_cpus: 1, num_gpus: 0}}")
@@ -192,11 +217,16 @@ def load_sweep(path: str | Path, overrides: dict | None = None) -> Sweep:
             if "orders" in run_values
             else default_orders
         )
+        sweep.run_values[label] = dict(run_values)
+        method = run_values.get("method", base_cfg.method)
+        # the family's tuned values, below what the row sets itself (an ablation keeps its beta: 0)
+        tuned_values = {k: v for k, v in (chosen or {}).get(method, {}).items() if k not in run_values}
         for order, seed in itertools.product(orders, seeds):
             key = RunKey(label, order, seed)
             values = {
                 **base_params,
                 **spec.get("overrides", {}),
+                **tuned_values,
                 **run_values,
                 **(overrides or {}),
                 "seed": seed,

@@ -1,0 +1,148 @@
+"""Issue 30's protocol probe: candidate benchmark protocols (one sweep each) side by side on what decides a benchmark.
+
+For each candidate (a sweep file and its committed results) and each of its rows:
+
+* seed standard deviation of the average AUC and of the forgetting (the spread a claim must see through);
+* just-learned AUC: each marketplace's test AUC right after it was learned (the AUC matrix's diagonal), the mean and
+  the least marketplace, averaged over the row's runs: a row below 0.70 does not learn on that protocol;
+* CPU minutes per run (process time, every thread counted), from the runs' own records.
+
+And per candidate:
+
+* whether sequential fine-tuning's forgetting is negative and *reproduced*: a one-sided one-sample t-test over its
+  units (seeds, or orders where several; ``frkit.reports.statistics``) of "forgetting < 0" at 0.05;
+* the minimal detectable effect at 80% power (two-sided paired t-test at 0.05) of the comparisons between its rows:
+  the median and the largest over every pair of rows with results on the same units.
+
+The criteria of the issue, in its words: the chosen protocol is the cheapest on which (a) sequential's forgetting is
+reproduced, (b) every family's just-learned AUC is >= 0.70 (after fair tuning) and (c) the MDE is <= 0.02 AUC.
+
+    frkit probe-report params/sweeps/probe_translations.yaml params/sweeps/probe_mixed.yaml \\
+        -o results/protocol_probe.md
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from frkit.reports.collect import SweepResults
+from frkit.reports.statistics import mde, unit_differences
+
+LEARNS = 0.70  # issue 30 (b): a just-learned AUC below this is a row that does not learn
+MDE_GOAL = 0.02  # issue 30 (c)
+
+
+def _frame(results: SweepResults) -> pd.DataFrame:
+    frame = results.frame()
+    return frame.set_index(["label", "order", "seed"]) if not frame.empty else frame
+
+
+def row_table(results: SweepResults) -> pd.DataFrame:
+    """One row per label with results: runs, mean and seed std of average AUC and forgetting, just-learned AUC (mean,
+    least marketplace), CPU minutes per run."""
+    frame = _frame(results)
+    rows = []
+    for label in results.labels():
+        if frame.empty or label not in frame.index.get_level_values("label"):
+            continue
+        runs = frame.xs(label, level="label")
+        rows.append(
+            {
+                "row": label,
+                "runs": len(runs),
+                "average AUC": runs["average_auc"].mean(),
+                "std average AUC": runs["average_auc"].std(ddof=1),
+                "forgetting": runs["forgetting"].mean(),
+                "std forgetting": runs["forgetting"].std(ddof=1),
+                "just learned": runs["just_learned"].mean(),
+                "least just learned": runs["least_just_learned"].mean(),
+                "CPU min/run": runs["cpu_seconds"].mean() / 60,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def sequential_forgetting(results: SweepResults, label: str = "sequential") -> dict:
+    """Sequential's mean forgetting over its units and the one-sided t-test of "forgetting < 0" (n, mean, p, verdict:
+    reproduced / not reproduced / one unit / missing)."""
+    frame = _frame(results)
+    if frame.empty or label not in frame.index.get_level_values("label"):
+        return {"n": 0, "mean": math.nan, "p": math.nan, "verdict": "missing"}
+    units, unit = unit_differences(frame.xs(label, level="label")["forgetting"], 0.0)
+    n = len(units)
+    if n < 2:
+        return {"n": n, "unit": unit, "mean": float(units.mean()), "p": math.nan, "verdict": "one unit"}
+    p = float(stats.ttest_1samp(units, 0.0, alternative="less").pvalue) if np.ptp(units) > 0 else float(units[0] >= 0)
+    verdict = "reproduced" if p < 0.05 else "not reproduced"
+    return {"n": n, "unit": unit, "mean": float(units.mean()), "p": p, "verdict": verdict}
+
+
+def pairwise_mde(results: SweepResults, metric: str = "average_auc") -> pd.Series:
+    """MDE at 80% power of every pair of rows, paired on their common units; indexed by "a vs b"."""
+    frame = _frame(results)
+    out = {}
+    labels = sorted(set(frame.index.get_level_values("label"))) if not frame.empty else []
+    for a, b in itertools.combinations(labels, 2):
+        diffs, _ = unit_differences(frame.xs(a, level="label")[metric], frame.xs(b, level="label")[metric])
+        if len(diffs) >= 2:
+            out[f"{a} vs {b}"] = mde(float(diffs.std(ddof=1)), len(diffs))
+    return pd.Series(out, dtype=float)
+
+
+def _num(x: float, digits: int = 3) -> str:
+    return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def candidate_markdown(sweep, results: SweepResults) -> str:
+    """One candidate's section: what it stands in for, the criteria lines, the row table."""
+    table = row_table(results)
+    forgetting = sequential_forgetting(results)
+    mdes = pairwise_mde(results)
+    expected = len(sweep.configs)
+    lines = [f"## {sweep.name} (`{sweep.path.name}`)", ""]
+    if sweep.description:
+        lines += [sweep.description, ""]
+    lines.append(f"{len(results.runs)} of {expected} runs have results (`{sweep.results_dir.name}/`).")
+    lines.append("")
+    lines.append(
+        f"- (a) sequential's forgetting: {_num(forgetting['mean'], 4)} over {forgetting['n']} "
+        f"{forgetting.get('unit', 'unit')}(s), one-sided p {_num(forgetting['p'], 4)}: **{forgetting['verdict']}**"
+    )
+    if not table.empty:
+        weak = table[table["least just learned"] < LEARNS]["row"].tolist()
+        lines.append(
+            f"- (b) rows whose least just-learned AUC is below {LEARNS}: {', '.join(weak) if weak else 'none'}"
+            f" (of {len(table)} rows with results)"
+        )
+    if len(mdes):
+        lines.append(
+            f"- (c) MDE at 80% power of the {len(mdes)} pairwise comparisons: median {_num(mdes.median())}, "
+            f"largest {_num(mdes.max())} ({mdes.idxmax()}); goal <= {MDE_GOAL}"
+        )
+    else:
+        lines.append("- (c) MDE: no two rows share two units yet")
+    if not table.empty:
+        shown = table.copy()
+        for col in shown.columns[2:]:
+            shown[col] = shown[col].map(lambda x, c=col: _num(x, 1 if c == "CPU min/run" else 4))
+        lines += ["", shown.to_markdown(index=False)]
+    return "\n".join(lines)
+
+
+def probe_markdown(candidates: list[tuple[object, SweepResults]]) -> str:
+    head = [
+        "# Protocol probe (issue 30)",
+        "",
+        "Each candidate protocol is one sweep; every figure is rebuilt from its committed results by "
+        "`frkit probe-report " + " ".join(str(s.path.name) for s, _ in candidates) + "`. "
+        "*forgetting*: the mean over old marketplaces of (final AUC - best AUC since learned), <= 0; *just learned*: "
+        "AUC right after a marketplace was learned (mean over marketplaces; *least*: the lowest one), means over a "
+        "row's runs; std: sample standard deviation over its runs (seeds); CPU min/run: process time of all threads.",
+        "",
+    ]
+    return "\n".join(head + [candidate_markdown(s, r) + "\n" for s, r in candidates])

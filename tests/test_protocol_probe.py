@@ -1,0 +1,76 @@
+"""Issue 30's probe report: per candidate sweep, the rows' spread, just-learned AUC and cost, sequential's forgetting
+test and the pairwise MDE, each checked against a hand computation on results written by the test."""
+
+import numpy as np
+import pytest
+import yaml
+from conftest import write_result
+from scipy import stats
+
+from frkit.cli import main
+from frkit.reports.collect import collect
+from frkit.reports.protocol_probe import pairwise_mde, probe_markdown, row_table, sequential_forgetting
+from frkit.reports.statistics import mde
+from frkit.sweep import load_sweep
+
+FORGETTING = {"sequential": [-0.10, -0.14, -0.08], "lora": [0.0, 0.0, 0.0]}
+AVERAGE = {"sequential": [0.70, 0.74, 0.69], "lora": [0.80, 0.81, 0.83]}
+
+
+@pytest.fixture
+def probe(tmp_path, tiny_params):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(tiny_params()))
+    sweep = {
+        "base": "base.yaml",
+        "name": "probe_x",
+        "description": "stands in for shops that judge relevance differently",
+        "results": str(tmp_path / "results"),
+        "seeds": [0, 1, 2],
+        "runs": {"sequential": {"method": "sequential"}, "lora": {"method": "lora"}},
+    }
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    for label in FORGETTING:
+        for seed in range(3):
+            diagonal = [0.9, 0.65 if label == "lora" else 0.8, 0.85]
+            matrix = [[diagonal[i] if j == i else 0.5 for j in range(3)] for i in range(3)]
+            average = AVERAGE[label][seed]
+            write_result(
+                tmp_path / "results",
+                label,
+                seed,
+                {"en": average, "es": average, "ja": average},
+                forgetting=FORGETTING[label][seed],
+                seconds=60.0 * (seed + 1),
+                auc_matrix=matrix,
+            )
+    return tmp_path / "sweep.yaml"
+
+
+def test_rows_sequential_forgetting_and_mde_match_a_hand_computation(probe):
+    sweep = load_sweep(probe)
+    results = collect(sweep)
+    table = row_table(results).set_index("row")
+    assert table.loc["sequential", "std forgetting"] == pytest.approx(np.std(FORGETTING["sequential"], ddof=1))
+    assert table.loc["lora", "average AUC"] == pytest.approx(np.mean(AVERAGE["lora"]))
+    assert table.loc["lora", "just learned"] == pytest.approx((0.9 + 0.65 + 0.85) / 3)
+    assert table.loc["lora", "least just learned"] == pytest.approx(0.65)
+    # cpu_seconds of write_result: 2 x seconds per step, 3 steps; seeds ran 60, 120, 180 s a step
+    assert table.loc["lora", "CPU min/run"] == pytest.approx(np.mean([6 * 60, 6 * 120, 6 * 180]) / 60)
+    seq = sequential_forgetting(results)
+    want = stats.ttest_1samp(FORGETTING["sequential"], 0.0, alternative="less").pvalue
+    assert seq["p"] == pytest.approx(want) and seq["verdict"] == "reproduced" and seq["n"] == 3
+    diffs = np.subtract(AVERAGE["lora"], AVERAGE["sequential"])
+    assert pairwise_mde(results)["lora vs sequential"] == pytest.approx(mde(np.std(diffs, ddof=1), 3))
+    text = probe_markdown([(sweep, results)])
+    assert "stands in for shops that judge relevance differently" in text
+    assert "below 0.7: lora" in text and "**reproduced**" in text
+
+
+def test_no_forgetting_is_not_reproduced_and_the_cli_writes_the_report(probe, tmp_path, capsys):
+    results = collect(load_sweep(probe))
+    assert sequential_forgetting(results, "lora")["verdict"] == "not reproduced"
+    out = tmp_path / "probe.md"
+    assert main(["probe-report", str(probe), "-o", str(out)]) == 0
+    written = out.read_text()
+    assert written.startswith("# Protocol probe") and "## probe_x (`sweep.yaml`)" in written
+    assert written in capsys.readouterr().out
