@@ -97,8 +97,11 @@ def test_committed_headline_claim_uses_orders_as_units(committed):
 def test_raw_verdict_agrees_with_the_interval_rule_on_every_directional_claim(committed):
     _, table = committed
     has_rows = table["raw_verdict"] != "missing"  # e.g. the mechanism controls: not rows of this sweep
-    directional = table[table["comparison"].str.contains(" > | < ") & (table["unit"] != "exact count") & has_rows]
-    assert len(directional) > 30
+    counted = table["raw_verdict"] != cl.NOT_LEARNING  # a row that does not learn: no verdict (test below)
+    directional = table[
+        table["comparison"].str.contains(" > | < ") & (table["unit"] != "exact count") & has_rows & counted
+    ]
+    assert len(directional) > 15
     for _, r in directional.iterrows():
         direction = cl.GREATER if " > " in r["comparison"] else cl.LESS
         assert r["raw_verdict"] == cl.verdict(r["difference"], r["std"], r["n"], direction), r["claim"]
@@ -108,10 +111,12 @@ def test_verdict_after_holm_is_never_stronger_than_the_raw_one(committed):
     _, table = committed
     strong = {"reproduced", "not reproduced"}
     assert not (table["verdict"].isin(strong) & ~table["raw_verdict"].isin(strong)).any()
+    counted = table[table["raw_verdict"] != cl.NOT_LEARNING]  # the others are out of the Holm family
     assert (
-        table.groupby("paper")["p_holm"].apply(lambda p: p.notna().sum()).to_dict()
-        == table.groupby("paper")["p"].apply(lambda p: p.notna().sum()).to_dict()
+        counted.groupby("paper")["p_holm"].apply(lambda p: p.notna().sum()).to_dict()
+        == counted.groupby("paper")["p"].apply(lambda p: p.notna().sum()).to_dict()
     )
+    assert table.loc[table["raw_verdict"] == cl.NOT_LEARNING, "p_holm"].isna().all()
 
 
 def test_claims_built_by_construction_are_gone_and_the_rebuilt_ones_say_why():
@@ -163,3 +168,23 @@ def test_mechanism_controls_are_claims_on_their_sweep():
         r = table.loc[f"fr_lora > {control} (average_auc)"]
         assert r["unit"] == "seed" and r["n"] == 1 and r["raw_verdict"] == "one unit"
         assert r["difference"] == pytest.approx(auc["fr_lora"] - auc[control])
+
+
+def test_a_claim_against_a_row_that_does_not_learn_is_not_counted(monkeypatch):
+    """Issue 29: beating a row whose least marketplace's just-learned AUC is below 0.70 is no evidence: the claim
+    says so (verdict "not learning", the row named in its note) and leaves its paper's Holm family."""
+    rows = []
+    for seed, d in enumerate([0.10, 0.12, 0.11, 0.09]):
+        rows += [("a", "x", seed, 0.8, 0.80), ("untrained", "x", seed, 0.8 - d, 0.55), ("b", "x", seed, 0.79, 0.75)]
+    frame = pd.DataFrame(rows, columns=["label", "order", "seed", "average_auc", "least_just_learned"])
+    claims = [
+        cl.Claim("P", "T", "a beats an untrained row", "a", "untrained", "average_auc"),
+        cl.Claim("P", "T", "a beats b", "a", "b", "average_auc"),
+    ]
+    monkeypatch.setattr(cl, "paper_claims", lambda names: claims)
+    table = cl.claims_table(frame, ["x"])
+    weak, fair = table.iloc[0], table.iloc[1]
+    assert weak["raw_verdict"] == weak["verdict"] == "not learning"
+    assert "untrained does not learn here (least just-learned AUC 0.550 < 0.70): not counted" in weak["note"]
+    assert np.isnan(weak["p_holm"]) and weak["p"] < 0.05  # its test is shown, not counted
+    assert fair["p_holm"] == pytest.approx(fair["p"])  # a family of one: Holm leaves it as it is

@@ -74,3 +74,13 @@ def test_no_forgetting_is_not_reproduced_and_the_cli_writes_the_report(probe, tm
     written = out.read_text()
     assert written.startswith("# Protocol probe") and "## probe_x (`sweep.yaml`)" in written
     assert written in capsys.readouterr().out
+
+
+def test_the_sweep_summary_marks_a_row_that_does_not_learn(probe):
+    from frkit.reports.summary import summary_markdown
+
+    text = summary_markdown(collect(load_sweep(probe)))
+    lora = next(line for line in text.splitlines() if line.startswith("| lora "))
+    sequential = next(line for line in text.splitlines() if line.startswith("| sequential "))
+    assert f"{(0.9 + 0.65 + 0.85) / 3:.4f} **not learning**" in lora  # its es learned only to 0.65
+    assert "not learning" not in sequential and f"{(0.9 + 0.8 + 0.85) / 3:.4f}" in sequential

@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from frkit.reports import statistics as st
+from frkit.reports.collect import LEARNS
 
 FR, AD = "FR-LoRA", "Attention Distillation"
 GREATER, LESS, EQUIVALENT = ">", "<", "≈"
@@ -471,6 +472,17 @@ def decide(p: float, supports: bool, alpha: float = ALPHA) -> str:
     return "within noise"
 
 
+NOT_LEARNING = "not learning"
+
+
+def _least_learned(runs: pd.DataFrame | None) -> float | None:
+    """The row's least marketplace's just-learned AUC (mean over its runs) where it is below LEARNS, else None."""
+    if runs is None or "least_just_learned" not in runs:
+        return None
+    least = float(runs["least_just_learned"].mean())
+    return least if np.isfinite(least) and least < LEARNS else None
+
+
 def check(claim: Claim, runs: pd.DataFrame) -> dict:
     """The measured difference of one claim over a sweep's runs (``SweepResults.frame()``) and its verdict, the
     claim taken alone (``verdict`` = ``raw_verdict``); ``claims_table`` replaces ``p_holm`` and ``verdict`` with the
@@ -504,6 +516,7 @@ def check(claim: Claim, runs: pd.DataFrame) -> dict:
     b = runs[runs["label"] == claim.b] if claim.b else None
     if a.empty or (b is not None and b.empty):
         return {**row, **empty}
+    weak = {label: least for label, least in ((claim.a, _least_learned(a)), (claim.b, _least_learned(b))) if least}
     qa = _quantity(a, claim.quantity)
     if claim.quantity == "trainable_params":  # a count: no noise, the comparison itself
         ratio = float(qa.mean() / _quantity(b, claim.quantity).mean()) if b is not None else float(qa.mean())
@@ -526,6 +539,11 @@ def check(claim: Claim, runs: pd.DataFrame) -> dict:
     mean, low, high = st.t_interval(diffs)
     std = float(diffs.std(ddof=1)) if n > 1 else np.nan
     p, supports = claim_p(diffs, claim.direction, claim.margin)
+    verdict = decide(p, supports)
+    if weak and claim.quantity != "trainable_params":  # a comparison with a row that does not learn is no evidence
+        verdict = NOT_LEARNING
+        said = [f"{k} does not learn here (least just-learned AUC {v:.3f} < {LEARNS:.2f})" for k, v in weak.items()]
+        row["note"] = "; ".join(filter(None, [", ".join(said) + ": not counted", row["note"]]))
     return {
         **row,
         "difference": mean,
@@ -538,9 +556,9 @@ def check(claim: Claim, runs: pd.DataFrame) -> dict:
         "p": p,
         "supports": supports,
         "mde": st.mde(std, n),
-        "raw_verdict": decide(p, supports),
+        "raw_verdict": verdict,
         "p_holm": p,
-        "verdict": decide(p, supports),
+        "verdict": verdict,
         "units_needed": np.nan if claim.direction == EQUIVALENT else st.units_needed(claim.effect, std),
     }
 
@@ -552,11 +570,13 @@ def claims_table(runs: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     if runs.empty:
         runs = pd.DataFrame(columns=["label", "order", "seed"])
     table = pd.DataFrame([check(c, runs) for c in paper_claims(names)])
-    for _, rows in table.groupby("paper").groups.items():
+    counted = table["raw_verdict"] != NOT_LEARNING  # not in the paper's Holm family: no evidence either way
+    for _, rows in table[counted].groupby("paper").groups.items():
         table.loc[rows, "p_holm"] = st.holm(table.loc[rows, "p"].to_numpy(dtype=float))
+    table.loc[~counted, "p_holm"] = np.nan
     table["verdict"] = [
         r["raw_verdict"]
-        if r["raw_verdict"] == "missing" or r["unit"] == "exact count"
+        if r["raw_verdict"] in ("missing", NOT_LEARNING) or r["unit"] == "exact count"
         else decide(r["p_holm"], r["supports"])
         for _, r in table.iterrows()
     ]
@@ -618,23 +638,26 @@ def claims_markdown(table: pd.DataFrame) -> str:
 
 
 VERDICT_RULE = (
-    "Runs pair on seed and order. **Unit**: where a comparison's pairs span several marketplace orders, each order "
-    "is one unit (its seeds' differences averaged: seeds within an order share the order's effect); where they span "
-    "one order, each seed is a unit; n counts units. **Difference**: the mean unit difference (a − b) with its "
-    'two-sided 95% t-interval. **p**: the two-sided paired t-test of a zero mean; for the "comparable" claim (≈) '
-    "an equivalence test, TOST within the stated margin with each one-sided test at 0.025 (the 95% interval inside "
-    "±margin; p = 2 × the TOST p-value), or, when the mean lies outside the margin, the two-sided test of the mean "
-    "equal to the nearer margin. **Raw verdict**: *reproduced* when p < 0.05 and the mean lies on the claimed side "
-    "(inside the margin for ≈), *not reproduced* when p < 0.05 on the other side, *within noise* otherwise; *one "
-    "unit* when n < 2; *missing* when a row the claim needs has no results; parameter counts are compared exactly "
-    "(no test). **Verdict (Holm)**: the same rule on Holm-adjusted p-values, one family per paper (its claims with "
-    "a p-value): Holm controls the chance of any false *reproduced* or *not reproduced* within a paper at 5% under "
-    "any dependence between claims (many share a row, e.g. fr_lora), is uniformly more powerful than Bonferroni, and "
-    "a paper's claims are what a reader of that paper takes together; an FDR procedure would allow a share of false "
-    "verdicts, which a reproduction report should not. **MDE 80%**: the smallest true mean difference a two-sided "
-    "paired t-test at 0.05 on these n units detects with 80% power, given their observed spread (statsmodels "
-    "TTestPower); a claim *within noise* whose paper effect is below it is one this benchmark cannot tell. "
-    "**Units for paper's effect**: how many units (orders or seeds, as in the row) that test needs for 80% power "
-    "at the paper's own difference, read from its tables (– where it gives no number, and for ≈). *On claimed "
-    "side*: how many units have the claimed sign (inside the margin for ≈), whatever the verdict."
+    "Runs pair on seed and order. **Unit**: where a comparison's pairs span several marketplace orders, each "
+    "order is one unit (its seeds' differences averaged: seeds within an order share the order's effect); where "
+    "they span one order, each seed is a unit; n counts units. **Difference**: the mean unit difference (a − b) "
+    'with its two-sided 95% t-interval. **p**: the two-sided paired t-test of a zero mean; for the "comparable" '
+    "claim (≈) an equivalence test, TOST within the stated margin with each one-sided test at 0.025 (the 95% "
+    "interval inside ±margin; p = 2 × the TOST p-value), or, when the mean lies outside the margin, the two-sided "
+    "test of the mean equal to the nearer margin. **Raw verdict**: *reproduced* when p < 0.05 and the mean lies "
+    "on the claimed side (inside the margin for ≈), *not reproduced* when p < 0.05 on the other side, *within "
+    "noise* otherwise; *one unit* when n < 2; *missing* when a row the claim needs has no results; *not learning* "
+    "when a row it compares does not learn (its least marketplace's just-learned AUC, the AUC matrix's diagonal, "
+    "averages below 0.70): beating an untrained model is no evidence, so such a claim is not counted and stays "
+    "out of the Holm family; parameter counts are compared exactly (no test). **Verdict (Holm)**: the same rule "
+    "on Holm-adjusted p-values, one family per paper (its claims with a p-value): Holm controls the chance of any "
+    "false *reproduced* or *not reproduced* within a paper at 5% under any dependence between claims (many share "
+    "a row, e.g. fr_lora), is uniformly more powerful than Bonferroni, and a paper's claims are what a reader of "
+    "that paper takes together; an FDR procedure would allow a share of false verdicts, which a reproduction "
+    "report should not. **MDE 80%**: the smallest true mean difference a two-sided paired t-test at 0.05 on these "
+    "n units detects with 80% power, given their observed spread (statsmodels TTestPower); a claim *within noise* "
+    "whose paper effect is below it is one this benchmark cannot tell. **Units for paper's effect**: how many "
+    "units (orders or seeds, as in the row) that test needs for 80% power at the paper's own difference, read "
+    "from its tables (– where it gives no number, and for ≈). *On claimed side*: how many units have the claimed "
+    "sign (inside the margin for ≈), whatever the verdict."
 )

@@ -23,6 +23,9 @@ from frkit.records.precision import run_precision
 from frkit.records.readers import read_params, read_run_files
 
 METRICS = ("average_auc", "forgetting", "backward_transfer", "forward_transfer")
+# a row whose least marketplace's just-learned AUC (the AUC matrix's diagonal) averages below this does not learn
+# (issues 29, 30): it is marked in every table, and claims against it are not counted
+LEARNS = 0.70
 
 
 @dataclass

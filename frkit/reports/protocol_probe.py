@@ -30,10 +30,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from frkit.reports.collect import SweepResults
+from frkit.reports.collect import LEARNS, SweepResults
 from frkit.reports.statistics import mde, unit_differences
 
-LEARNS = 0.70  # issue 30 (b): a just-learned AUC below this is a row that does not learn
 MDE_GOAL = 0.02  # issue 30 (c)
 
 

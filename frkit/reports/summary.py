@@ -13,7 +13,7 @@ import pandas as pd
 from frkit import atomic
 from frkit.records.precision import UNRECORDED
 from frkit.reports.claims import VERDICT_RULE, claims_markdown, claims_table
-from frkit.reports.collect import METRICS, SweepResults, collect
+from frkit.reports.collect import LEARNS, METRICS, SweepResults, collect
 
 
 def precision_counts(precisions) -> str:
@@ -47,8 +47,8 @@ def summary_frame(results: SweepResults) -> pd.DataFrame:
         row = {"run": label, "runs": len(recs), "expected": len(keys)}
         for m in METRICS + tuple(f"final {n}" for n in sorted(names)):
             row[f"{m} mean"], row[f"{m} std"], _ = mean_std(r.get(m, np.nan) for r in recs)
-        for m in ("trainable_params", "wall_seconds", "cpu_seconds"):
-            row[m] = mean_std(r[m] for r in recs)[0]
+        for m in ("trainable_params", "wall_seconds", "cpu_seconds", "just_learned", "least_just_learned"):
+            row[m] = mean_std(r.get(m, np.nan) for r in recs)[0]
         row["precision"] = precision_counts(r.get("precision", UNRECORDED) for r in recs)
         rows.append(row)
     return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
@@ -88,6 +88,21 @@ PRECISION_NOTE = (
 )
 
 
+LEARNING_NOTE = (
+    f"`just learned`: each marketplace's test AUC right after it was learned (the AUC matrix's diagonal), averaged "
+    f"over marketplaces and runs; **not learning** where the least marketplace's averages below {LEARNS:.2f}: such a "
+    "row is no baseline to beat, and the claims against it are not counted (claims.md)."
+)
+
+
+def just_learned(row) -> str:
+    """The summary cell: the mean just-learned AUC, marked where the row does not learn."""
+    if not np.isfinite(row.get("just_learned", np.nan)):
+        return "–"
+    mark = " **not learning**" if row["least_just_learned"] < LEARNS else ""
+    return f"{row['just_learned']:.4f}{mark}"
+
+
 def summary_markdown(results: SweepResults) -> str:
     sweep = results.sweep
     summary = summary_frame(results)
@@ -115,6 +130,7 @@ def summary_markdown(results: SweepResults) -> str:
                 f"final {n}": [fmt(r[f"final {n} mean"], r[f"final {n} std"]) for _, r in summary.iterrows()]
                 for n in names
             },
+            "just learned": [just_learned(r) for _, r in summary.iterrows()],
             "trainable": [millions(r["trainable_params"]) for _, r in summary.iterrows()],
             "wall s/run": [
                 f"{r['wall_seconds']:.0f}" if np.isfinite(r["wall_seconds"]) else "–" for _, r in summary.iterrows()
@@ -123,7 +139,7 @@ def summary_markdown(results: SweepResults) -> str:
         },
         index=summary.index,
     )
-    lines += ["## Summary", "", table.to_markdown(disable_numparse=True), "", PRECISION_NOTE, ""]
+    lines += ["## Summary", "", table.to_markdown(disable_numparse=True), "", PRECISION_NOTE, "", LEARNING_NOTE, ""]
     relative = relative_frame(results)
     if not relative.empty:
         rel = pd.DataFrame(
