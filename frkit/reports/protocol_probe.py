@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from frkit.paths import shown
 from frkit.reports.collect import LEARNS, SweepResults
 from frkit.reports.statistics import mde, unit_differences
 
@@ -103,7 +104,7 @@ def candidate_markdown(sweep, results: SweepResults) -> str:
     forgetting = sequential_forgetting(results)
     mdes = pairwise_mde(results)
     expected = len(sweep.configs)
-    lines = [f"## {sweep.name} (`{sweep.path.name}`)", ""]
+    lines = [f"## {sweep.name} (`{shown(sweep.path)}`)", ""]
     if sweep.description:
         lines += [sweep.description, ""]
     lines.append(f"{len(results.runs)} of {expected} runs have results (`{sweep.results_dir.name}/`).")
@@ -138,7 +139,7 @@ def probe_markdown(candidates: list[tuple[object, SweepResults]]) -> str:
         "# Protocol probe (issue 30)",
         "",
         "Each candidate protocol is one sweep; every figure is rebuilt from its committed results by "
-        "`frkit probe-report " + " ".join(str(s.path.name) for s, _ in candidates) + "`. "
+        "`frkit probe-report " + " ".join(shown(s.path) for s, _ in candidates) + "`. "
         "*forgetting*: the mean over old marketplaces of (final AUC - best AUC since learned), <= 0; *just learned*: "
         "AUC right after a marketplace was learned (mean over marketplaces; *least*: the lowest one), means over a "
         "row's runs; std: sample standard deviation over its runs (seeds); CPU min/run: process time of all threads.",

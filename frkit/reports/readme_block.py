@@ -59,3 +59,22 @@ def update_readme(readme: Path, sweep, results: SweepResults, sweep_file: str) -
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     atomic.write_text(readme, text)
+
+
+PROBE_BEGIN = "<!-- frkit:probe begin: written by `frkit probe-report {files} --readme README.md` -->"
+PROBE_END = "<!-- frkit:probe end -->"
+
+
+def update_probe_block(readme: Path, sweep_files: list[str], text: str) -> None:
+    """Replace the README's protocol-probe block (issue 30) with ``text`` (the report less its title), keeping the
+    command that rebuilds it in the opening marker; added at the end when absent."""
+    begin = PROBE_BEGIN.format(files=" ".join(sweep_files))
+    body = text.split("\n", 1)[1].strip() if text.startswith("# ") else text.strip()
+    block = f"{begin}\n{body}\n{PROBE_END}"
+    old = readme.read_text()
+    start = old.find("<!-- frkit:probe begin")
+    if start >= 0:
+        new = old[:start] + block + old[old.index(PROBE_END, start) + len(PROBE_END) :]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    atomic.write_text(readme, new)
