@@ -127,10 +127,10 @@ def candidate_markdown(sweep, results: SweepResults) -> str:
     else:
         lines.append("- (c) MDE: no two rows share two units yet")
     if not table.empty:
-        shown = table.copy()
-        for col in shown.columns[2:]:
-            shown[col] = shown[col].map(lambda x, c=col: _num(x, 1 if c == "CPU min/run" else 4))
-        lines += ["", shown.to_markdown(index=False)]
+        printed = table.copy()
+        for col in printed.columns[2:]:
+            printed[col] = printed[col].map(lambda x, c=col: _num(x, 1 if c == "CPU min/run" else 4))
+        lines += ["", printed.to_markdown(index=False)]
     return "\n".join(lines)
 
 
