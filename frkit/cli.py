@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds a cell may run before the notebook fails naming it (default: no limit)",
     )
     p_nb.add_argument(
+        "--no-input", action="store_true", help="the HTML report without code cells (outputs and markdown only)"
+    )
+    p_nb.add_argument(
         "--plotly-js",
         metavar="FILE",
         help="write plotly.js to FILE and load it from the report by a "
@@ -197,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.out_dir,
                 execution_timeout=args.cell_timeout,
                 plotly_js=args.plotly_js,
+                no_input=args.no_input,
                 **_overrides(args.param),
             )
             print(f"executed: {out_nb}\nreport: {html}")

@@ -57,8 +57,9 @@ def config_from_namespace(namespace: dict[str, Any]) -> BaseRunConfig:
 TEMPLATES = Path(__file__).resolve().parent / "reports" / "templates"
 
 
-def render_html(notebook: Path, html: Path, plotly_js: Path | None = None) -> Path:
-    """An HTML report that opens offline (``reports/templates/frkit_offline``: no CDN scripts).
+def render_html(notebook: Path, html: Path, plotly_js: Path | None = None, no_input: bool = False) -> Path:
+    """An HTML report that opens offline (``reports/templates/frkit_offline``: no CDN scripts); ``no_input``: the
+    outputs only, without the code cells and their prompts (nbconvert's ``--no-input``), as a shared report is read.
 
     Self-contained by default: plotly.js (~4.8 MB) is embedded once. With ``plotly_js`` (a file path), plotly.js is
     written there instead and the report loads it by a relative path, so that reports committed side by side
@@ -66,7 +67,13 @@ def render_html(notebook: Path, html: Path, plotly_js: Path | None = None) -> Pa
     """
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(extra_template_basedirs=[str(TEMPLATES)], template_name="frkit_offline")
+    exporter = HTMLExporter(
+        extra_template_basedirs=[str(TEMPLATES)],
+        template_name="frkit_offline",
+        exclude_input=no_input,
+        exclude_input_prompt=no_input,
+        exclude_output_prompt=no_input,
+    )
     body, _ = exporter.from_filename(str(notebook))
     if plotly_js is not None:
         body = share_plotly_js(body, Path(html), Path(plotly_js))
@@ -107,6 +114,7 @@ def run_notebook(
     kernel: str = "python3",
     execution_timeout: float | None = None,
     plotly_js: str | Path | None = None,
+    no_input: bool = False,
     **parameters: Any,
 ) -> tuple[Path, Path]:
     """Execute ``notebook`` with papermill and write ``.ipynb`` and ``.html``; returns both paths.
@@ -117,7 +125,7 @@ def run_notebook(
     kernel starts. Output goes to ``out_dir`` (default ``<output_dir>/<run_name>/reports/``).
     ``execution_timeout``: seconds a cell may run (None: no limit); a cell past it raises
     :class:`NotebookCellTimeout` naming the cell. ``plotly_js``: share plotly.js through this file (see
-    :func:`render_html`) instead of embedding it in the report.
+    :func:`render_html`) instead of embedding it in the report. ``no_input``: the report without code cells.
     """
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError
@@ -151,7 +159,8 @@ def run_notebook(
         raise NotebookCellTimeout(
             f"{notebook.name}: a cell ran past {execution_timeout} s; partial notebook in {out_nb}\n{err}"
         ) from None
-    return out_nb, render_html(out_nb, out_nb.with_suffix(".html"), Path(plotly_js) if plotly_js else None)
+    html = out_nb.with_suffix(".html")
+    return out_nb, render_html(out_nb, html, Path(plotly_js) if plotly_js else None, no_input=no_input)
 
 
 def parameters_source(params_file: str, **keys: Any) -> str:

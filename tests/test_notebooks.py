@@ -143,3 +143,15 @@ def test_the_cards_command_sets_beta_without_unknown_parameter_warnings(notebook
     saved = yaml.safe_load((notebook_project / "outputs" / "beta_1e-4" / "params.yaml").read_text())
     assert saved["beta"] == 1e-4 and saved["method"] == "fr_lora" and saved["lora_rank"] == 3
     assert saved["epochs"] == 1 and saved["lr"] == 1e-3  # None in the cell: the params file's values
+
+
+def test_report_without_code_cells(rendered, tmp_path):
+    """``frkit notebook --no-input``: the shared report keeps the outputs and the prose but no code cell, as readers
+    of a report expect; the default report keeps the code."""
+    from frkit.notebook import render_html
+
+    out_nb, with_code = rendered("06_compare.ipynb")
+    html = render_html(out_nb, tmp_path / "06_no_input.html", no_input=True).read_text()
+    code_cell = "hl-ipython3"  # highlighted Python source: a code cell's input
+    assert code_cell not in html and code_cell in with_code.read_text()
+    assert html.count('class="jp-OutputArea') >= 3 and "plotly-graph-div" in html  # outputs and figures kept
