@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_sw.add_argument("--readme", help="also rewrite this README's results block for the sweep (with --summary-only)")
     p_sw.add_argument(
+        "--results", metavar="DIR", help="results folder instead of the sweep file's (e.g. a trial outside results/)"
+    )
+    p_sw.add_argument("--print-results", action="store_true", help="print the results folder and exit")
+    p_sw.add_argument(
         "--write-manifests",
         action="store_true",
         help="I changed these results on purpose: (re)write the sha256 manifest (checksums.json) of "
@@ -209,17 +213,20 @@ def main(argv: list[str] | None = None) -> int:
             from frkit.reports.summary import summarize_sweep
             from frkit.sweep import load_sweep, run_sweep, write_manifests
 
-            if args.write_manifests:
-                sweep = load_sweep(args.sweep, _overrides(args.param))
+            sweep = load_sweep(args.sweep, _overrides(args.param))
+            if args.results:
+                sweep.results_dir = Path(args.results).resolve()
+            if args.print_results:
+                print(sweep.results_dir)
+            elif args.write_manifests:
                 print(f"checksums.json written for {len(write_manifests(sweep))} runs in {sweep.results_dir}")
             elif args.summary_only:
-                sweep = load_sweep(args.sweep, _overrides(args.param))
                 results = summarize_sweep(sweep)
                 if args.readme:
                     update_readme(Path(args.readme), sweep, results, args.sweep)
             else:
                 sweep = run_sweep(
-                    args.sweep,
+                    sweep,
                     args.only,
                     _overrides(args.param),
                     jobs=args.jobs,

@@ -28,10 +28,10 @@ def pairs(n: int, seed: int, offset: int = 0):
         yield str(offset + i), " ".join(a), " ".join(b), label
 
 
-def write_sources(root: Path) -> dict[str, str]:
+def write_sources(root: Path, languages=LANGUAGES) -> dict[str, str]:
     stsb, pawsx = root / "stsb", root / "pawsx" / "x-final"
     stsb.mkdir(parents=True)
-    for lang in LANGUAGES:  # the same pairs in every language: both corpora are parallel
+    for lang in languages:  # the same pairs in every language: both corpora are parallel
         for split, n in (("train", 160), ("dev", 40), ("test", 40)):
             rows = pairs(n, seed=len(split))
             text = "".join(f"{a},{b},{4.0 if y else 1.0}\n" for _, a, b, y in rows)
