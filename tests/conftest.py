@@ -204,7 +204,7 @@ def write_result(
         "backward_transfer": forgetting,
         "forward_transfer": 0.1,
         "trainable_params": {n: trainable for n in names},
-        "auc_matrix": auc_matrix or [[0.5] * 3] * 3,
+        "auc_matrix": auc_matrix or [[0.8] * 3] * 3,  # each marketplace learned (just-learned AUC >= 0.70)
     }
     (folder / "metrics.json").write_text(json.dumps(metrics))
     steps = [
