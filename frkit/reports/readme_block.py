@@ -12,6 +12,7 @@ from frkit import atomic
 from frkit.paths import shown
 from frkit.reports.claims import VERDICT_RULE, claims_markdown, claims_table
 from frkit.reports.collect import SweepResults
+from frkit.reports.findings import findings_markdown
 from frkit.reports.summary import summary_markdown
 
 README_BEGIN = "<!-- frkit:results {name} begin: written by `frkit sweep {file} --summary-only --readme README.md` -->"
@@ -32,6 +33,15 @@ def readme_section(sweep, results: SweepResults) -> str:
         f"`{shown(sweep.results_dir)}/`."
     )
     rows = ["Every row (mean ± sample std over seeds x orders; `runs` found of expected):", "", table]
+    findings = findings_markdown(results.frame())
+    if findings:  # the comparison sentences, computed as the tables are (frkit/reports/findings.py)
+        rows = [
+            "What the runs say, paired by order and seed (difference ± sample std of the pairs):",
+            "",
+            findings,
+            "",
+            *rows,
+        ]
     if (claims["verdict"] == "missing").all():  # a sweep without the papers' rows (e.g. a strength sweep)
         return "\n".join([head, "", *rows])
     counts = ", ".join(f"{v} {k}" for k, v in claims["verdict"].value_counts().items())
