@@ -82,8 +82,21 @@ def bench_eval(source, tokenizer, table, precision, length_batching, batch_size,
     return len(table) / (time.perf_counter() - started)
 
 
-def bench_hf_trainer(source, tokenizer, table, batch_size, max_length) -> float:
-    """transformers' Trainer with its defaults (AdamW, linear schedule, fp32 on CPU, no length grouping)."""
+def _length_grouping(arguments, on: bool) -> dict:
+    """Trainer's length grouping by its name in this transformers: ``group_by_length=True`` (4.x) or
+    ``train_sampling_strategy="group_by_length"`` (5.x)."""
+    import inspect
+
+    if not on:
+        return {}
+    names = inspect.signature(arguments).parameters
+    return {"group_by_length": True} if "group_by_length" in names else {"train_sampling_strategy": "group_by_length"}
+
+
+def bench_hf_trainer(source, tokenizer, table, batch_size, max_length, tuned: bool = False) -> float:
+    """transformers' Trainer with its defaults (AdamW, linear schedule, fp32 on CPU, no length grouping), or with
+    ``tuned`` the two settings a user would turn on for speed: ``bf16=True`` (autocast; on a CPU without fast bf16
+    it is emulated, slow) and length grouping (batches of similar length, as frkit's bucketing)."""
     import datasets
     from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
 
@@ -104,6 +117,9 @@ def bench_hf_trainer(source, tokenizer, table, batch_size, max_length) -> float:
         save_strategy="no",
         logging_strategy="no",
         disable_tqdm=True,
+        bf16=tuned,
+        use_cpu=not torch.cuda.is_available(),
+        **_length_grouping(TrainingArguments, tuned),
     )
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer))
     started = time.perf_counter()
@@ -158,6 +174,13 @@ def main() -> None:
             note,
         )
     record("train HF Trainer, defaults (fp32, batch matched)", bench_hf_trainer(source, tokenizer, train, bs, ml))
+    with _allow_bf16(fast_bf16):
+        note = "" if fast_bf16 else f"(emulated bf16, {small} pairs)"
+        record(
+            "train HF Trainer, bf16=True, group_by_length=True",
+            bench_hf_trainer(source, tokenizer, train.head(small), bs, ml, tuned=True),
+            note,
+        )
     # evaluation
     record("eval fp32, length-sorted (frkit default)", bench_eval(source, tokenizer, test, "fp32", True, ebs, ml))
     record("eval fp32, table order", bench_eval(source, tokenizer, test, "fp32", False, ebs, ml))
@@ -174,6 +197,8 @@ def main() -> None:
         / value["eval fp32, length-sorted (frkit default)"],
         "frkit / HF Trainer train (goal >= 1.5)": value["train fp32, length-bucketed (frkit default)"]
         / value["train HF Trainer, defaults (fp32, batch matched)"],
+        "frkit bf16 / HF Trainer bf16 + group_by_length": value["train bf16 autocast, length-bucketed"]
+        / value["train HF Trainer, bf16=True, group_by_length=True"],
         "length-sorted / table-order eval (goal >= 1.3)": value["eval fp32, length-sorted (frkit default)"]
         / value["eval fp32, table order"],
         "length-bucketed / plain train": value["train fp32, length-bucketed (frkit default)"]
