@@ -11,7 +11,6 @@ On a CPU without fast bf16 (no AVX512-BF16 / AMX) bf16 is emulated: the AUCs sti
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -43,7 +42,8 @@ def main() -> None:
         rows.append({"marketplace": m.name, "pairs": len(m.test), **auc, "difference": auc["bf16"] - auc["fp32"]})
         print(f"{m.name:<12} {len(m.test):>6} pairs  fp32 {auc['fp32']:.5f}  bf16 {auc['bf16']:.5f}")
     worst = max(abs(r["difference"]) for r in rows)
-    print(f"largest |AUC difference| {worst:.2e} (bar: 1e-3); fp32 {seconds['fp32']:.1f} s, bf16 {seconds['bf16']:.1f} s")
+    times = f"fp32 {seconds['fp32']:.1f} s, bf16 {seconds['bf16']:.1f} s"
+    print(f"largest |AUC difference| {worst:.2e} (bar: 1e-3); {times}")
     if args.json:
         result = {
             "run": str(args.run_dir),
