@@ -105,33 +105,38 @@ def tiny_pawsx(tmp_path_factory) -> Path:
     return write_pawsx(tmp_path_factory.mktemp("pawsx") / "x-final")
 
 
+def tiny_run_params(output_dir, model_dir, data_dir, **overrides) -> dict:
+    """Flat params for a seconds-long run of any method on the tiny model and data (``overrides`` win)."""
+    params = dict(
+        run_name="tiny",
+        output_dir=str(output_dir),
+        seed=0,
+        data_source="pawsx",
+        data_path=str(data_dir),
+        marketplaces=["en", "es", "ja"],
+        model_name_or_path=str(model_dir),
+        trim_vocab=False,
+        max_length=32,
+        epochs=2,
+        batch_size=8,
+        eval_batch_size=32,
+        patience=1,
+        lr=1e-3,
+        adapter_lr=1e-2,
+        lora_rank=2,
+        lora_alpha=4,
+        prefix_tokens=3,
+    )
+    params.update(overrides)
+    return params
+
+
 @pytest.fixture
 def tiny_params(tmp_path, tiny_model_dir, tiny_pawsx):
     """Flat params for a seconds-long run of any method on the tiny model and data."""
 
     def make(**overrides):
-        params = dict(
-            run_name="tiny",
-            output_dir=str(tmp_path / "outputs"),
-            seed=0,
-            data_source="pawsx",
-            data_path=str(tiny_pawsx),
-            marketplaces=["en", "es", "ja"],
-            model_name_or_path=str(tiny_model_dir),
-            trim_vocab=False,
-            max_length=32,
-            epochs=2,
-            batch_size=8,
-            eval_batch_size=32,
-            patience=1,
-            lr=1e-3,
-            adapter_lr=1e-2,
-            lora_rank=2,
-            lora_alpha=4,
-            prefix_tokens=3,
-        )
-        params.update(overrides)
-        return params
+        return tiny_run_params(tmp_path / "outputs", tiny_model_dir, tiny_pawsx, **overrides)
 
     return make
 
@@ -263,27 +268,8 @@ def build_notebook_project(root: Path, model_dir: Path, data_dir: Path) -> Path:
     repo = Path(__file__).resolve().parents[1]
     (root / "params" / "sweeps").mkdir(parents=True)
     (root / "pyproject.toml").write_text('[project]\nname = "frkit-notebook-fixture"\n')
-    demo = dict(
-        run_name="demo",
-        output_dir="outputs",
-        seed=0,
-        method="sequential",
-        data_source="pawsx",
-        data_path=str(data_dir),
-        marketplaces=["en", "es", "ja"],
-        model_name_or_path=str(model_dir),
-        trim_vocab=False,
-        max_length=32,
-        epochs=1,
-        batch_size=8,
-        eval_batch_size=32,
-        patience=1,
-        lr=1e-3,
-        adapter_lr=1e-2,
-        lora_rank=2,
-        lora_alpha=4,
-        prefix_tokens=3,
-        eval_every_steps=2,
+    demo = tiny_run_params(
+        "outputs", model_dir, data_dir, run_name="demo", method="sequential", epochs=1, eval_every_steps=2
     )
     (root / "params" / "demo.yaml").write_text(yaml.safe_dump(demo))
     shutil.copytree(repo / "notebooks", root / "notebooks")

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny_run_params
 
 from frkit.cli import main
 from frkit.config import make_config
@@ -20,24 +21,13 @@ from frkit.score import read_pairs, score_file
 def exported(tmp_path_factory, tiny_model_dir, tiny_pawsx):
     """One tiny LoRA run (fp32) and its es model exported: shared by the tests of this file."""
     root = tmp_path_factory.mktemp("score")
-    params = dict(
+    params = tiny_run_params(
+        root / "outputs",
+        tiny_model_dir,
+        tiny_pawsx,
         run_name="lora",
-        output_dir=str(root / "outputs"),
-        seed=0,
-        data_source="pawsx",
-        data_path=str(tiny_pawsx),
         marketplaces=["en", "es"],
-        model_name_or_path=str(tiny_model_dir),
-        trim_vocab=False,
-        max_length=32,
         epochs=1,
-        batch_size=8,
-        eval_batch_size=32,
-        patience=1,
-        lr=1e-3,
-        adapter_lr=1e-2,
-        lora_rank=2,
-        lora_alpha=4,
         method="lora",
         precision="fp32",
     )
