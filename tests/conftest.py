@@ -105,11 +105,12 @@ def tiny_pawsx(tmp_path_factory) -> Path:
     return write_pawsx(tmp_path_factory.mktemp("pawsx") / "x-final")
 
 
-def tiny_run_params(output_dir, model_dir, data_dir, **overrides) -> dict:
-    """Flat params for a seconds-long run of any method on the tiny model and data (``overrides`` win)."""
+def tiny_run_params(outputs, model_dir, data_dir, /, **overrides) -> dict:
+    """Flat params for a seconds-long run of any method on the tiny model and data (``overrides`` win, ``output_dir``
+    among them: the first three are positional-only for that)."""
     params = dict(
         run_name="tiny",
-        output_dir=str(output_dir),
+        output_dir=str(outputs),
         seed=0,
         data_source="pawsx",
         data_path=str(data_dir),
