@@ -11,6 +11,7 @@ On a CPU without fast bf16 (no AVX512-BF16 / AMX) bf16 is emulated: the AUCs sti
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def main() -> None:
             "cpu": cpu_model(),
             "bf16_fast": fast,
             "threads": torch.get_num_threads(),
+            "load_average_after": os.getloadavg(),  # the times count only on an otherwise idle machine
             "rows": rows,
             "largest_abs_auc_difference": worst,
             "seconds": seconds,
