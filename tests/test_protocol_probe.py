@@ -68,7 +68,7 @@ def test_rows_sequential_forgetting_and_mde_match_a_hand_computation(probe):
 
 def test_no_forgetting_is_not_reproduced_and_the_cli_writes_the_report(probe, tmp_path, capsys):
     results = collect(load_sweep(probe))
-    assert sequential_forgetting(results, "lora")["verdict"] == "not reproduced"
+    assert sequential_forgetting(results, "lora")["verdict"] == "within noise"
     out = tmp_path / "probe.md"
     assert main(["probe-report", str(probe), "-o", str(out)]) == 0
     written = out.read_text()
