@@ -101,7 +101,6 @@ def _num(x: float, digits: int = 3) -> str:
 def candidate_markdown(sweep, results: SweepResults) -> str:
     """One candidate's section: what it stands in for, the criteria lines, the row table."""
     table = row_table(results)
-    forgetting = sequential_forgetting(results)
     mdes = pairwise_mde(results)
     expected = len(sweep.configs)
     lines = [f"## {sweep.name} (`{shown(sweep.path)}`)", ""]
@@ -109,10 +108,18 @@ def candidate_markdown(sweep, results: SweepResults) -> str:
         lines += [sweep.description, ""]
     lines.append(f"{len(results.runs)} of {expected} runs have results (`{sweep.results_dir.name}/`).")
     lines.append("")
-    lines.append(
-        f"- (a) sequential's forgetting: {_num(forgetting['mean'], 4)} over {forgetting['n']} "
-        f"{forgetting.get('unit', 'unit')}(s), one-sided p {_num(forgetting['p'], 4)}: **{forgetting['verdict']}**"
-    )
+    # every sequential row (the head-initialisation variants are sequential too); sequential itself even when missing
+    rows = [
+        r
+        for r in results.labels()
+        if r.split("+")[0] == "sequential" and (r == "sequential" or r in set(table.get("row", [])))
+    ]
+    for label in rows or ["sequential"]:
+        f = sequential_forgetting(results, label)
+        lines.append(
+            f"- (a) {label}'s forgetting: {_num(f['mean'], 4)} over {f['n']} {f.get('unit', 'unit')}(s), one-sided p "
+            f"{_num(f['p'], 4)}: **{f['verdict']}**"
+        )
     if not table.empty:
         weak = table[table["least just learned"] < LEARNS]["row"].tolist()
         lines.append(
