@@ -226,9 +226,8 @@ def main(argv: list[str] | None = None) -> int:
                     update_readme(Path(args.readme), sweep, results, args.sweep)
             else:
                 sweep = run_sweep(
-                    sweep,
+                    sweep,  # loaded above, with the -p overrides
                     args.only,
-                    _overrides(args.param),
                     jobs=args.jobs,
                     seeds=args.seeds,
                     orders=args.orders,

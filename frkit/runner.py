@@ -127,13 +127,6 @@ def _init_aucs(cfg, base_encoder, loaders: TableLoaders, model_source, marketpla
     return out
 
 
-def progress_steps_validation(folder: RunFolder, k: int) -> list[float] | None:
-    """The last step's validation AUC row (every marketplace seen by then), as recorded in progress.json."""
-    steps = folder.progress().get("steps", [])
-    row = steps[k - 1].get("validation_auc_row") if len(steps) >= k else None
-    return [x for x in row if x is not None] if row else None
-
-
 def run(cfg: BaseRunConfig, show_progress: bool = True) -> RunResult:
     """Run (or resume) the configured sequence; returns the metrics and the AUC matrix.
 
@@ -199,6 +192,7 @@ def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool, tracking: R
     for s in steps:
         R[s["step"]] = [np.nan if x is None else x for x in s["auc_row"]]
     trainable = {s["marketplace"]: s["trainable_params"] for s in steps}
+    validation_row = steps[-1].get("validation_auc_row") if steps else None  # the latest step's, for frkit tune
     init_aucs = progress.get("init_aucs")
     if cfg.evaluate_unseen and init_aucs is None:
         wall, cpu = time.time(), time.process_time()
@@ -221,7 +215,7 @@ def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool, tracking: R
                 R[k, t] = roc_auc(other.test["label"], method.predict(other.test, other.name))
         row = [None if np.isnan(x) else float(x) for x in R[k]]
         if cfg.evaluate_validation:  # what frkit tune selects on: every seen marketplace's validation AUC, never test
-            learn_log["validation_auc_row"] = [
+            learn_log["validation_auc_row"] = validation_row = [
                 float(roc_auc(m.validation["label"], method.predict(m.validation, m.name))) if t <= k else None
                 for t, m in enumerate(marketplaces)
             ]
@@ -252,8 +246,8 @@ def _run(cfg: BaseRunConfig, folder: RunFolder, show_progress: bool, tracking: R
     metrics["method"] = cfg.method
     metrics["trainable_params"] = trainable
     if cfg.evaluate_validation:
-        last = progress_steps_validation(folder, K)
-        metrics["average_validation_auc"] = float(np.mean(last)) if last is not None else None
+        seen = [x for x in validation_row or [] if x is not None]
+        metrics["average_validation_auc"] = float(np.mean(seen)) if seen else None
     if distributed.is_main():
         folder.write_metrics(metrics, auc_matrix_frame(R, names))
         tracking.final(metrics)

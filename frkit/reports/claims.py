@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from frkit.reports import statistics as st
-from frkit.reports.collect import LEARNS
+from frkit.reports.collect import LEARNS, least_learned_below
 
 FR, AD = "FR-LoRA", "Attention Distillation"
 GREATER, LESS, EQUIVALENT = ">", "<", "≈"
@@ -475,14 +475,6 @@ def decide(p: float, supports: bool, alpha: float = ALPHA) -> str:
 NOT_LEARNING = "not learning"
 
 
-def _least_learned(runs: pd.DataFrame | None) -> float | None:
-    """The row's least marketplace's just-learned AUC (mean over its runs) where it is below LEARNS, else None."""
-    if runs is None or "least_just_learned" not in runs:
-        return None
-    least = float(runs["least_just_learned"].mean())
-    return least if np.isfinite(least) and least < LEARNS else None
-
-
 def check(claim: Claim, runs: pd.DataFrame) -> dict:
     """The measured difference of one claim over a sweep's runs (``SweepResults.frame()``) and its verdict, the
     claim taken alone (``verdict`` = ``raw_verdict``); ``claims_table`` replaces ``p_holm`` and ``verdict`` with the
@@ -516,7 +508,6 @@ def check(claim: Claim, runs: pd.DataFrame) -> dict:
     b = runs[runs["label"] == claim.b] if claim.b else None
     if a.empty or (b is not None and b.empty):
         return {**row, **empty}
-    weak = {label: least for label, least in ((claim.a, _least_learned(a)), (claim.b, _least_learned(b))) if least}
     qa = _quantity(a, claim.quantity)
     if claim.quantity == "trainable_params":  # a count: no noise, the comparison itself
         ratio = float(qa.mean() / _quantity(b, claim.quantity).mean()) if b is not None else float(qa.mean())
@@ -540,7 +531,8 @@ def check(claim: Claim, runs: pd.DataFrame) -> dict:
     std = float(diffs.std(ddof=1)) if n > 1 else np.nan
     p, supports = claim_p(diffs, claim.direction, claim.margin)
     verdict = decide(p, supports)
-    if weak and claim.quantity != "trainable_params":  # a comparison with a row that does not learn is no evidence
+    weak = {k: v for k, v in ((claim.a, least_learned_below(a)), (claim.b, least_learned_below(b))) if v}
+    if weak:  # a comparison with a row that does not learn is no evidence
         verdict = NOT_LEARNING
         said = [f"{k} does not learn here (least just-learned AUC {v:.3f} < {LEARNS:.2f})" for k, v in weak.items()]
         row["note"] = "; ".join(filter(None, [", ".join(said) + ": not counted", row["note"]]))

@@ -28,6 +28,15 @@ METRICS = ("average_auc", "forgetting", "backward_transfer", "forward_transfer")
 LEARNS = 0.70
 
 
+def least_learned_below(runs: pd.DataFrame | None) -> float | None:
+    """A row's least marketplace's just-learned AUC (mean over its runs, a ``SweepResults.frame()`` slice) where it
+    is below LEARNS, else None: the one rule for "does not learn"."""
+    if runs is None or "least_just_learned" not in runs:
+        return None
+    least = float(runs["least_just_learned"].mean())
+    return least if np.isfinite(least) and least < LEARNS else None
+
+
 @dataclass
 class SweepResults:
     """Every run of a sweep that has results (``runs``), and the ones that do not (``missing``: key -> why)."""

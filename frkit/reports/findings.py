@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from frkit.reports.collect import LEARNS
+from frkit.reports.collect import LEARNS, least_learned_below
 
 # (a, b): "a against b" on average AUC, paired by order and seed; the comparisons the README discusses
 COMPARISONS = (
@@ -38,12 +38,8 @@ def _named(metric: str) -> str:
 
 
 def _learns(frame: pd.DataFrame, label: str) -> str:
-    if "least_just_learned" not in frame:
-        return ""
-    least = frame.loc[frame["label"] == label, "least_just_learned"].mean()
-    return (
-        f" ({label} does not learn here: least just-learned AUC {least:.3f} < {LEARNS:.2f})" if least < LEARNS else ""
-    )
+    least = least_learned_below(frame[frame["label"] == label])
+    return f" ({label} does not learn here: least just-learned AUC {least:.3f} < {LEARNS:.2f})" if least else ""
 
 
 def comparison_sentence(frame: pd.DataFrame, a: str, b: str, metric: str = "average_auc") -> str | None:

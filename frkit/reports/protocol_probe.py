@@ -109,11 +109,8 @@ def candidate_markdown(sweep, results: SweepResults) -> str:
     lines.append(f"{len(results.runs)} of {expected} runs have results (`{sweep.results_dir.name}/`).")
     lines.append("")
     # every sequential row (the head-initialisation variants are sequential too); sequential itself even when missing
-    rows = [
-        r
-        for r in results.labels()
-        if r.split("+")[0] == "sequential" and (r == "sequential" or r in set(table.get("row", [])))
-    ]
+    with_results = set(table.get("row", []))
+    rows = [r for r in results.labels() if r == "sequential" or (r.startswith("sequential+") and r in with_results)]
     for label in rows or ["sequential"]:
         f = sequential_forgetting(results, label)
         lines.append(
