@@ -112,12 +112,14 @@ def test_init_aucs_are_kept_on_disk_for_the_next_runs_process(tiny_params, tmp_p
     def no_second_scoring(*args, **kwargs):
         raise AssertionError("the init AUCs were computed again")
 
+    scoring = runner.fresh_cross_encoder
     monkeypatch.setattr(runner, "fresh_cross_encoder", no_second_scoring)
     second = run(make_config(tiny_params(method="lora", run_name="second")), show_progress=False)
     init = [json.loads((r.run_dir / "progress.json").read_text())["init_aucs"] for r in (first, second)]
     assert init[0] == init[1] and len(init[0]) == 3
-    # another seed has another fresh head: computed, not read
-    monkeypatch.undo()
-    monkeypatch.setenv("FRKIT_CACHE", str(tmp_path / "cache"))
+    # another seed has another fresh head: computed, not read (a new process again: other tests' seed-1 entries in
+    # this process's memory must not stand in for it)
+    monkeypatch.setattr(runner, "fresh_cross_encoder", scoring)
+    monkeypatch.setattr(runner, "_INIT_AUCS", {})
     run(make_config(tiny_params(method="lora", run_name="third", seed=1)), show_progress=False)
     assert len(list((tmp_path / "cache" / "init_aucs").glob("*.json"))) == 6
