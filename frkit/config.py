@@ -89,6 +89,9 @@ class BaseRunConfig(BaseModel):
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     patience: int = Field(3, ge=0)  # epochs without validation ROC-AUC gain before stopping (0: never stop early)
+    # a gain of min_delta or less counts as none for patience (HF's early_stopping_threshold, Lightning's min_delta):
+    # a marketplace that creeps up by 0.0001 an epoch stops, one still climbing trains on; the best epoch is kept
+    min_delta: float = Field(0.0, ge=0, lt=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
     # auto: bf16 autocast where the device runs it fast (CUDA with bf16, a CPU with AMX/AVX512-BF16), else fp32
     precision: Literal["auto", "fp32", "bf16"] = "auto"

@@ -107,6 +107,7 @@ class TrainSettings:
     warmup_steps: int | None = None  # overrides warmup_ratio when set (FR-LoRA Stage II: 1000 steps) ...
     max_warmup_ratio: float = 0.1  # ... but never more than this share of the run's steps, so warm-up ends
     patience: int = 2
+    min_delta: float = 0.0  # validation AUC gains of at most this count as none for patience
     max_grad_norm: float | None = 1.0
     precision: str = "auto"
     max_steps_per_epoch: int | None = None
@@ -122,6 +123,7 @@ class TrainSettings:
             schedule=cfg.schedule,
             warmup_ratio=cfg.warmup_ratio,
             patience=cfg.patience,
+            min_delta=cfg.min_delta,
             max_grad_norm=cfg.max_grad_norm,
             precision=cfg.precision,
             max_steps_per_epoch=cfg.max_steps_per_epoch,
@@ -204,7 +206,7 @@ def fit(
     best = FitResult(best_val_auc=-math.inf, best_epoch=-1, epochs_run=0, steps=0)
     best.warmup_steps = warmup
     best_state = [p.detach().clone() for p in trainable]
-    bad_epochs = 0
+    bad_epochs, reference = 0, -math.inf
     step = 0
     for epoch in range(settings.epochs):
         model_p.train()
@@ -262,13 +264,17 @@ def fit(
             best.history[-1]["train_loss"],
             val_auc,
         )  # the record of runs trained without a progress bar
-        if val_auc > best.best_val_auc:
-            best.best_val_auc, best.best_epoch, bad_epochs = val_auc, epoch + 1, 0
-            best_state = [p.detach().clone() for p in trainable]
+        # patience counts epochs since the last gain of more than min_delta over the reference (the best AUC when
+        # that gain was made); the weights kept are the best epoch's whatever its gain
+        if val_auc > reference + settings.min_delta:
+            reference, bad_epochs = val_auc, 0
         else:
             bad_epochs += 1
-            if settings.patience and bad_epochs >= settings.patience:
-                break
+        if val_auc > best.best_val_auc:
+            best.best_val_auc, best.best_epoch = val_auc, epoch + 1
+            best_state = [p.detach().clone() for p in trainable]
+        if settings.patience and bad_epochs >= settings.patience:
+            break
     with torch.no_grad():  # restore the best epoch's weights
         for p, saved in zip(trainable, best_state):
             p.copy_(saved)

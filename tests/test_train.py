@@ -53,3 +53,40 @@ def test_nan_validation_auc_stops_instead_of_keeping_untrained_weights():
             TrainSettings(lr=0.1, epochs=1, show_progress=False, precision="fp32"),
             desc="toy",
         )
+
+
+def _epochs_run_by_rule(aucs, patience, min_delta):
+    """Brute force: stop after ``patience`` epochs in a row whose AUC is not more than ``min_delta`` above the AUC
+    of the last epoch that was (Lightning's EarlyStopping with min_delta)."""
+    reference, bad = -math.inf, 0
+    for epoch, auc in enumerate(aucs, start=1):
+        reference, bad = (auc, 0) if auc > reference + min_delta else (reference, bad + 1)
+        if patience and bad >= patience:
+            return epoch
+    return len(aucs)
+
+
+@pytest.mark.parametrize(
+    "aucs, patience, min_delta, stops_after",
+    [
+        ([0.80, 0.9338, 0.9218, 0.9469, 0.9470, 0.9471, 0.9472], 2, 0.005, 6),  # STS-B en, seed 0: creeps up, stops
+        ([0.80, 0.9338, 0.9218, 0.9469, 0.9470, 0.9471, 0.9472], 2, 0.0, 7),  # any gain counts: trains all 7
+        ([0.52, 0.51, 0.53, 0.60, 0.78, 0.80], 2, 0.005, 6),  # a plateau, then learning (PAWS-X)
+        ([0.52, 0.51, 0.515, 0.60, 0.78, 0.80], 2, 0.005, 3),  # the plateau's noise is no gain: stops at 3
+    ],
+)
+def test_min_delta_stops_a_marketplace_that_only_creeps_up(aucs, patience, min_delta, stops_after):
+    model, batches, loss = _toy()
+    scripted = iter(aucs)
+    result = fit(
+        model,
+        list(model.parameters()),
+        batches,
+        loss,
+        lambda: next(scripted),
+        TrainSettings(lr=0.1, epochs=len(aucs), patience=patience, min_delta=min_delta, show_progress=False),
+    )
+    expected = _epochs_run_by_rule(aucs, patience, min_delta)
+    assert result.epochs_run == expected == stops_after
+    assert result.best_val_auc == max(aucs[:expected])  # the best epoch is kept whatever its gain
+    assert result.best_epoch == aucs.index(max(aucs[:expected])) + 1
