@@ -120,7 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         "--choose-only", action="store_true", help="train nothing: choose from the tuning runs' committed results"
     )
     p_pr = add("probe-report", help="issue 30's protocol probe: candidate protocols (one sweep each) side by side")
-    p_pr.add_argument("sweeps", nargs="+", help="the candidates' sweep files, e.g. params/sweeps/probe_mixed.yaml")
+    p_pr.add_argument(
+        "sweeps",
+        nargs="+",
+        help="the candidates' sweep files, e.g. params/sweeps/probe_mixed.yaml; FILE@ORDER reads one order of a sweep "
+        "(e.g. params/sweeps/shift.yaml@stsb_en-stsb_ja-pawsx_es)",
+    )
     p_pr.add_argument("-o", "--out", help="also write the report here (markdown), e.g. results/protocol_probe.md")
     p_pr.add_argument("--readme", help="also rewrite this README's protocol-probe block")
     p_pack = add("pack", help="pack the (trimmed) encoder and the data of a params file into one .tar.xz")
@@ -251,12 +256,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"chosen values: {path} (the sweep applies them to every row of each family)")
         elif args.command == "probe-report":
             from frkit import atomic
-            from frkit.reports.collect import collect
-            from frkit.reports.protocol_probe import probe_markdown
-            from frkit.sweep import load_sweep
+            from frkit.reports.protocol_probe import load_candidate, probe_markdown
 
-            sweeps = [load_sweep(path) for path in args.sweeps]
-            text = probe_markdown([(sweep, collect(sweep)) for sweep in sweeps])
+            text = probe_markdown([load_candidate(arg) for arg in args.sweeps])
             print(text)
             if args.out:
                 atomic.write_text(Path(args.out), text)

@@ -8,8 +8,16 @@ from conftest import write_result
 from scipy import stats
 
 from frkit.cli import main
+from frkit.errors import FrkitInputError
 from frkit.reports.collect import collect
-from frkit.reports.protocol_probe import pairwise_mde, probe_markdown, row_table, sequential_forgetting
+from frkit.reports.protocol_probe import (
+    Candidate,
+    load_candidate,
+    pairwise_mde,
+    probe_markdown,
+    row_table,
+    sequential_forgetting,
+)
 from frkit.reports.statistics import mde
 from frkit.sweep import load_sweep
 
@@ -61,7 +69,7 @@ def test_rows_sequential_forgetting_and_mde_match_a_hand_computation(probe):
     assert seq["p"] == pytest.approx(want) and seq["verdict"] == "reproduced" and seq["n"] == 3
     diffs = np.subtract(AVERAGE["lora"], AVERAGE["sequential"])
     assert pairwise_mde(results)["lora vs sequential"] == pytest.approx(mde(np.std(diffs, ddof=1), 3))
-    text = probe_markdown([(sweep, results)])
+    text = probe_markdown([Candidate(str(probe), sweep, results)])
     assert "stands in for shops that judge relevance differently" in text
     assert "below 0.7: lora" in text and "**reproduced**" in text
 
@@ -84,3 +92,31 @@ def test_the_sweep_summary_marks_a_row_that_does_not_learn(probe):
     sequential = next(line for line in text.splitlines() if line.startswith("| sequential "))
     assert f"{(0.9 + 0.65 + 0.85) / 3:.4f} **not learning**" in lora  # its es learned only to 0.65
     assert "not learning" not in sequential and f"{(0.9 + 0.8 + 0.85) / 3:.4f}" in sequential
+
+
+def test_one_order_of_a_sweep_is_a_candidate_of_its_own(probe, tmp_path):
+    """FILE@ORDER: the comparison's first order is the probe of its protocol; the spread is read within it."""
+    spec = yaml.safe_load(probe.read_text())
+    spec["orders"] = [["en", "es", "ja"], ["ja", "es", "en"]]
+    probe.write_text(yaml.safe_dump(spec))
+    for seed, forgetting in enumerate([0.05, 0.04, 0.06]):  # the other order: no forgetting at all
+        write_result(
+            tmp_path / "results",
+            "sequential",
+            seed,
+            {"en": 0.8, "es": 0.8, "ja": 0.8},
+            forgetting=forgetting,
+            order=("ja", "es", "en"),
+        )
+    whole = load_candidate(str(probe))
+    first = load_candidate(f"{probe}@en-es-ja")
+    assert (len(whole.results.runs), whole.expected) == (9, 12)
+    assert (len(first.results.runs), first.expected) == (6, 6)
+    seq = sequential_forgetting(first.results)
+    assert seq["n"] == 3 and seq["mean"] == pytest.approx(np.mean(FORGETTING["sequential"]))  # seeds, one order
+    assert seq["verdict"] == "reproduced"
+    text = probe_markdown([first])
+    assert "## probe_x, order en-es-ja (`" in text and "6 of 6 runs have results" in text
+    assert "@en-es-ja" in text.splitlines()[2]  # the rebuild command names the order
+    with pytest.raises(FrkitInputError, match=r"order 'es-en-ja' is not one of .*\['en-es-ja', 'ja-es-en'\]"):
+        load_candidate(f"{probe}@es-en-ja")

@@ -45,12 +45,11 @@ PROBE = re.compile(
 
 def test_readme_protocol_probe_block_matches_the_committed_results(monkeypatch):
     """Issue 30's probe figures in the README are the report rebuilt from the committed probe sweeps."""
-    from frkit.reports.protocol_probe import probe_markdown
+    from frkit.reports.protocol_probe import load_candidate, probe_markdown
 
     monkeypatch.chdir(ROOT)
     found = PROBE.findall((ROOT / "README.md").read_text())
     assert len(found) == 1, "the README has no protocol-probe block (frkit probe-report ... --readme README.md)"
     files, text = found[0]
-    sweeps = [load_sweep(ROOT / f) for f in files.split()]
-    expected = probe_markdown([(s, collect(s)) for s in sweeps]).split("\n", 1)[1].strip()
+    expected = probe_markdown([load_candidate(arg) for arg in files.split()]).split("\n", 1)[1].strip()
     assert text.strip() == expected, f"README probe block differs from results/: run `frkit probe-report {files} ...`"

@@ -19,10 +19,15 @@ reproduced, (b) every family's just-learned AUC is >= 0.70 (after fair tuning) a
 
     frkit probe-report params/sweeps/probe_translations.yaml params/sweeps/probe_mixed.yaml \\
         -o results/protocol_probe.md
+
+A candidate ``FILE@ORDER`` (e.g. ``params/sweeps/shift.yaml@stsb_en-stsb_ja-pawsx_es``) is one order of a sweep
+that has several: the comparison's first order is the probe of its own protocol, so its runs are not trained twice,
+and the seed spread is read within one order (pooled over orders it would hold the order's effect too).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -30,11 +35,45 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from frkit.errors import FrkitInputError
 from frkit.paths import shown
-from frkit.reports.collect import LEARNS, SweepResults
+from frkit.reports.collect import LEARNS, SweepResults, collect
 from frkit.reports.statistics import mde, unit_differences
 
 MDE_GOAL = 0.02  # issue 30 (c)
+
+
+@dataclasses.dataclass
+class Candidate:
+    """One candidate protocol: a sweep, its collected results, and the one order read (None: every order)."""
+
+    arg: str  # as given on the command line, e.g. params/sweeps/shift.yaml@stsb_en-stsb_ja-pawsx_es
+    sweep: object
+    results: SweepResults
+    order: str | None = None
+
+    @property
+    def expected(self) -> int:
+        return sum(1 for k in self.sweep.configs if self.order is None or k.order_tag == self.order)
+
+
+def load_candidate(arg: str) -> Candidate:
+    """``FILE`` or ``FILE@ORDER``: the sweep read and its results collected (only ORDER's runs where given)."""
+    from frkit.sweep import load_sweep
+
+    path, _, order = str(arg).partition("@")
+    sweep = load_sweep(path)
+    results = collect(sweep)
+    if order:
+        tags = sorted({k.order_tag for k in sweep.configs})
+        if order not in tags:
+            raise FrkitInputError(f"{arg}: order {order!r} is not one of {path}'s orders {tags}")
+        results = dataclasses.replace(
+            results,
+            runs={k: v for k, v in results.runs.items() if k.order_tag == order},
+            missing={k: v for k, v in results.missing.items() if k.order_tag == order},
+        )
+    return Candidate(str(arg), sweep, results, order or None)
 
 
 def _frame(results: SweepResults) -> pd.DataFrame:
@@ -98,15 +137,19 @@ def _num(x: float, digits: int = 3) -> str:
     return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def candidate_markdown(sweep, results: SweepResults) -> str:
+def candidate_markdown(candidate: Candidate) -> str:
     """One candidate's section: what it stands in for, the criteria lines, the row table."""
+    sweep, results = candidate.sweep, candidate.results
     table = row_table(results)
     mdes = pairwise_mde(results)
-    expected = len(sweep.configs)
-    lines = [f"## {sweep.name} (`{shown(sweep.path)}`)", ""]
+    title = f"## {sweep.name} (`{shown(sweep.path)}`)"
+    if candidate.order:
+        title = f"## {sweep.name}, order {candidate.order} (`{shown(sweep.path)}`)"
+    lines = [title, ""]
     if sweep.description:
         lines += [sweep.description, ""]
-    lines.append(f"{len(results.runs)} of {expected} runs have results (`{sweep.results_dir.name}/`).")
+    where = f"`{sweep.results_dir.name}/`" + (f", order {candidate.order} only" if candidate.order else "")
+    lines.append(f"{len(results.runs)} of {candidate.expected} runs have results ({where}).")
     lines.append("")
     # every sequential row (the head-initialisation variants are sequential too); sequential itself even when missing
     with_results = set(table.get("row", []))
@@ -138,15 +181,19 @@ def candidate_markdown(sweep, results: SweepResults) -> str:
     return "\n".join(lines)
 
 
-def probe_markdown(candidates: list[tuple[object, SweepResults]]) -> str:
+def probe_markdown(candidates: list[Candidate]) -> str:
     head = [
         "# Protocol probe (issue 30)",
         "",
         "Each candidate protocol is one sweep; every figure is rebuilt from its committed results by "
-        "`frkit probe-report " + " ".join(shown(s.path) for s, _ in candidates) + "`. "
+        "`frkit probe-report " + " ".join(_shown_arg(c) for c in candidates) + "`. "
         "*forgetting*: the mean over old marketplaces of (final AUC - best AUC since learned), <= 0; *just learned*: "
         "AUC right after a marketplace was learned (mean over marketplaces; *least*: the lowest one), means over a "
         "row's runs; std: sample standard deviation over its runs (seeds); CPU min/run: process time of all threads.",
         "",
     ]
-    return "\n".join(head + [candidate_markdown(s, r) + "\n" for s, r in candidates])
+    return "\n".join(head + [candidate_markdown(c) + "\n" for c in candidates])
+
+
+def _shown_arg(candidate: Candidate) -> str:
+    return shown(candidate.sweep.path) + (f"@{candidate.order}" if candidate.order else "")
