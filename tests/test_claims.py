@@ -31,6 +31,24 @@ def test_a_claim_over_several_orders_has_one_unit_per_order_with_seeds_averaged(
     assert r["mde"] == pytest.approx(st.mde(r["std"], 2))
 
 
+def test_a_sweep_with_unit_seed_takes_runs_as_replicates_and_orders_as_blocks():
+    """Two orders as units leave n = 2; with the orders as fixed blocks the same 6 runs give 4 degrees of freedom."""
+    rows, per_run = [], {}
+    for order, diffs in {"x": [0.10, 0.00, 0.05], "y": [0.02, 0.04, 0.00]}.items():
+        for seed, d in enumerate(diffs):
+            rows += [("a", order, seed, 0.7 + d), ("b", order, seed, 0.7)]
+            per_run[order, seed] = d
+    claim = cl.Claim("P", "T", "a beats b", "a", "b", "average_auc", effect=0.01)
+    r = cl.check(claim, _frame(rows), blocked=True)
+    est = st.blocked_differences(pd.Series(per_run).rename_axis(["order", "seed"]), 0.0)
+    assert r["unit"] == st.BLOCKED_UNIT and r["n"] == 6 and est.df == 4
+    assert r["difference"] == pytest.approx(est.mean) and r["std"] == pytest.approx(est.std)
+    assert r["p"] == pytest.approx(st.blocked_p(est)) and r["mde"] == pytest.approx(st.blocked_mde(est))
+    assert r["agree"] == 4  # runs with a > b: all but (x, 1) and (y, 2), whose differences are 0
+    assert r["units_needed"] == st.blocked_runs_needed(0.01, est)
+    assert cl.check(claim, _frame(rows))["n"] == 2  # the default: orders as units
+
+
 def test_one_unit_gets_no_verdict():
     one = _frame([("a", "x", 0, 0.8), ("b", "x", 0, 0.7), ("a", "y", 1, 0.8)])  # a single pair
     r = cl.check(cl.Claim("P", "T", "a beats b", "a", "b", "average_auc"), one)

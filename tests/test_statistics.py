@@ -102,3 +102,41 @@ def test_units_needed_is_the_least_n_with_80_percent_power():
     assert st.units_needed(1.0, 0.01) == 2  # a huge effect: the least n a t-test has
     assert math.isnan(st.units_needed(None, 0.05)) and math.isnan(st.units_needed(0.01, float("nan")))
     assert st.units_needed(1e-9, 1.0, most=1000) == math.inf
+
+
+def test_orders_as_blocks_match_ols_with_sum_coded_orders():
+    """The blocked estimate is OLS d ~ C(order, Sum)'s intercept: its value, standard error, df and p-value."""
+    import statsmodels.formula.api as smf
+
+    rng = np.random.default_rng(3)
+    runs = {("x", s): 0.02 + rng.normal(0, 0.01) for s in range(5)}
+    runs |= {("y", s): -0.01 + rng.normal(0, 0.02) for s in range(3)}  # unequal seeds per order
+    est = st.blocked_differences(_runs(runs), 0.0)
+    frame = pd.DataFrame([{"order": o, "d": v} for (o, _), v in runs.items()])
+    fit = smf.ols("d ~ C(order, Sum)", frame).fit()
+    assert est.mean == pytest.approx(fit.params["Intercept"])
+    assert est.se == pytest.approx(fit.bse["Intercept"])
+    assert est.df == fit.df_resid == 6 and (est.n, est.orders) == (8, 2)
+    assert st.blocked_p(est) == pytest.approx(fit.pvalues["Intercept"])
+    low, high = fit.conf_int().loc["Intercept"]
+    assert st.blocked_interval(est)[1:] == pytest.approx((low, high))
+    assert est.mean == pytest.approx(
+        (np.mean([runs["x", s] for s in range(5)]) + np.mean([runs["y", s] for s in range(3)])) / 2
+    )
+
+
+def test_one_block_is_the_one_sample_test():
+    """With one order the blocked formulas are the one-sample paired t-test's (statsmodels / scipy references)."""
+    d = np.array([0.012, -0.004, 0.02, 0.007, 0.015, 0.001])
+    std = d.std(ddof=1)
+    one = st.Blocked(float(d.mean()), std / math.sqrt(len(d)), len(d) - 1, len(d), 1, std, d)
+    assert st.blocked_p(one) == pytest.approx(st.two_sided_p(d))
+    assert st.blocked_p(one, 0.01) == pytest.approx(st.two_sided_p(d, 0.01))
+    assert st.blocked_tost_p(one, 0.02) == pytest.approx(st.tost_p(d, 0.02))
+    assert st.blocked_mde(one) == pytest.approx(st.mde(std, len(d)), rel=1e-6)
+    assert st.blocked_runs_needed(0.004, one) == st.units_needed(0.004, std)
+    assert st.blocked_interval(one) == pytest.approx(st.t_interval(d))
+
+
+def test_one_order_is_not_blocked():
+    assert st.blocked_differences(_runs({("x", 0): 0.1, ("x", 1): 0.2}), 0.0) is None

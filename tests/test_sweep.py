@@ -40,6 +40,14 @@ def test_unknown_sweep_key_is_named(tmp_path, tiny_params):
         load_sweep(path)
 
 
+def test_the_claims_unit_is_order_or_seed(tmp_path, tiny_params):
+    runs = {"runs": {"a": {"method": "sequential"}}}
+    assert load_sweep(write_sweep(tmp_path, tiny_params(), runs)).unit == "order"
+    assert load_sweep(write_sweep(tmp_path, tiny_params(), {**runs, "unit": "seed"})).unit == "seed"
+    with pytest.raises(FrkitInputError, match=r"sweep.yaml: unit must be order .* or seed .*got 'run'"):
+        load_sweep(write_sweep(tmp_path, tiny_params(), {**runs, "unit": "run"}))
+
+
 def test_missing_runs_and_base_are_named(tmp_path, tiny_params):
     with pytest.raises(FrkitInputError, match="missing key 'runs'"):
         load_sweep(write_sweep(tmp_path, tiny_params(), {}))

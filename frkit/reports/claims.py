@@ -3,7 +3,9 @@
 A claim compares two sweep rows (or a row with a number) on one quantity. Runs pair on (order, seed); the paired
 differences are reduced to independent *units* (``statistics.unit_differences``): where the pairs span several
 marketplace orders the unit is the order, its seeds averaged (seeds within an order share the order's effect), else
-the seed. Per claim the table gives the mean unit difference with its 95% t-interval, how many units lie on the
+the seed. A sweep with ``unit: seed`` (few orders: two orders as units leave no power) takes each run as a replicate
+and each order as a fixed block instead (``statistics.Blocked``; the inference is about the orders run).
+Per claim the table gives the mean unit difference with its 95% t-interval, how many units lie on the
 claimed side, the paired t-test's p-value (TOST for "comparable" claims), the verdict before and after Holm's
 correction over each paper's claims, the minimal detectable effect at 80% power for the claim's own spread, and the
 paper's own effect size with the number of units it would need. The rule is ``VERDICT_RULE`` below.
@@ -463,6 +465,15 @@ def claim_p(diffs: np.ndarray, direction: str, margin: float = 0.0) -> tuple[flo
     return st.two_sided_p(diffs), (mean > 0) == (direction == GREATER)
 
 
+def blocked_claim_p(est: st.Blocked, direction: str, margin: float = 0.0) -> tuple[float, bool]:
+    """``claim_p`` with the orders as blocks: the same rule on the blocked estimate's t-tests."""
+    if direction == EQUIVALENT:
+        if abs(est.mean) <= margin:
+            return min(1.0, 2 * st.blocked_tost_p(est, margin)), True
+        return st.blocked_p(est, float(np.sign(est.mean)) * margin), False
+    return st.blocked_p(est), (est.mean > 0) == (direction == GREATER)
+
+
 def decide(p: float, supports: bool, alpha: float = ALPHA) -> str:
     """The verdict of one p-value (raw or Holm-adjusted): see ``VERDICT_RULE``."""
     if not np.isfinite(p):
@@ -475,7 +486,7 @@ def decide(p: float, supports: bool, alpha: float = ALPHA) -> str:
 NOT_LEARNING = "not learning"
 
 
-def check(claim: Claim, runs: pd.DataFrame) -> dict:
+def check(claim: Claim, runs: pd.DataFrame, blocked: bool = False) -> dict:
     """The measured difference of one claim over a sweep's runs (``SweepResults.frame()``) and its verdict, the
     claim taken alone (``verdict`` = ``raw_verdict``); ``claims_table`` replaces ``p_holm`` and ``verdict`` with the
     Holm-adjusted ones of the claim's paper."""
@@ -522,14 +533,24 @@ def check(claim: Claim, runs: pd.DataFrame) -> dict:
             "raw_verdict": "reproduced" if holds else "not reproduced",
             "verdict": "reproduced" if holds else "not reproduced",
         }
-    units, unit = st.unit_differences(qa, _quantity(b, claim.quantity) if b is not None else claim.value)
-    n = len(units)
-    if n == 0:
-        return {**row, **empty}
-    diffs = units.to_numpy(dtype=float)
-    mean, low, high = st.t_interval(diffs)
-    std = float(diffs.std(ddof=1)) if n > 1 else np.nan
-    p, supports = claim_p(diffs, claim.direction, claim.margin)
+    other = _quantity(b, claim.quantity) if b is not None else claim.value
+    est = st.blocked_differences(qa, other) if blocked else None
+    if est is not None:  # the sweep's unit: seed, its orders as fixed blocks (statistics.Blocked)
+        diffs, n, unit, std = est.values, est.n, st.BLOCKED_UNIT, est.std
+        mean, low, high = st.blocked_interval(est)
+        p, supports = blocked_claim_p(est, claim.direction, claim.margin)
+        detectable = st.blocked_mde(est)
+        needed = st.blocked_runs_needed(claim.effect, est)
+    else:
+        units, unit = st.unit_differences(qa, other)
+        n = len(units)
+        if n == 0:
+            return {**row, **empty}
+        diffs = units.to_numpy(dtype=float)
+        mean, low, high = st.t_interval(diffs)
+        std = float(diffs.std(ddof=1)) if n > 1 else np.nan
+        p, supports = claim_p(diffs, claim.direction, claim.margin)
+        detectable, needed = st.mde(std, n), st.units_needed(claim.effect, std)
     verdict = decide(p, supports)
     weak = {k: v for k, v in ((claim.a, least_learned_below(a)), (claim.b, least_learned_below(b))) if v}
     if weak:  # a comparison with a row that does not learn is no evidence
@@ -547,21 +568,22 @@ def check(claim: Claim, runs: pd.DataFrame) -> dict:
         "agree": claimed_side(diffs, claim.direction, claim.margin),
         "p": p,
         "supports": supports,
-        "mde": st.mde(std, n),
+        "mde": detectable,
         "raw_verdict": verdict,
         "p_holm": p,
         "verdict": verdict,
-        "units_needed": np.nan if claim.direction == EQUIVALENT else st.units_needed(claim.effect, std),
+        "units_needed": np.nan if claim.direction == EQUIVALENT else needed,
     }
 
 
-def claims_table(runs: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+def claims_table(runs: pd.DataFrame, names: list[str], blocked: bool = False) -> pd.DataFrame:
     """Every claim of both papers checked on ``runs`` (a sweep's ``SweepResults.frame()``); a claim whose rows
     the sweep lacks stays in the table as ``missing``, so what could not be checked is visible. ``verdict`` is the
-    one after Holm's correction over the paper's claims; ``raw_verdict`` the uncorrected one."""
+    one after Holm's correction over the paper's claims; ``raw_verdict`` the uncorrected one. ``blocked``: the
+    sweep's ``unit: seed`` (each run a replicate, its order a fixed block) instead of the order as the unit."""
     if runs.empty:
         runs = pd.DataFrame(columns=["label", "order", "seed"])
-    table = pd.DataFrame([check(c, runs) for c in paper_claims(names)])
+    table = pd.DataFrame([check(c, runs, blocked) for c in paper_claims(names)])
     counted = table["raw_verdict"] != NOT_LEARNING  # not in the paper's Holm family: no evidence either way
     for _, rows in table[counted].groupby("paper").groups.items():
         table.loc[rows, "p_holm"] = st.holm(table.loc[rows, "p"].to_numpy(dtype=float))
@@ -632,7 +654,11 @@ def claims_markdown(table: pd.DataFrame) -> str:
 VERDICT_RULE = (
     "Runs pair on seed and order. **Unit**: where a comparison's pairs span several marketplace orders, each "
     "order is one unit (its seeds' differences averaged: seeds within an order share the order's effect); where "
-    "they span one order, each seed is a unit; n counts units. **Difference**: the mean unit difference (a − b) "
+    "they span one order, each seed is a unit; n counts units. A sweep with `unit: seed` (few orders: two orders as "
+    "units leave no power) takes each run as a replicate and each order as a fixed block instead: the estimate is "
+    "the mean of the order means, its t-interval and tests use the pooled within-order spread on runs − orders "
+    "degrees of freedom (OLS `d ~ C(order, Sum)`), and what it says holds for the orders run, not for orders in "
+    "general; n then counts runs. **Difference**: the mean unit difference (a − b) "
     'with its two-sided 95% t-interval. **p**: the two-sided paired t-test of a zero mean; for the "comparable" '
     "claim (≈) an equivalence test, TOST within the stated margin with each one-sided test at 0.025 (the 95% "
     "interval inside ±margin; p = 2 × the TOST p-value), or, when the mean lies outside the margin, the two-sided "

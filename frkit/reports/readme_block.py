@@ -27,7 +27,7 @@ def readme_section(sweep, results: SweepResults) -> str:
         if "## Summary" in summary
         else "No finished runs yet."
     )
-    claims = claims_table(results.frame(), sorted(sweep.orders[0]))
+    claims = claims_table(results.frame(), sorted(sweep.orders[0]), blocked=sweep.unit == "seed")
     head = (
         f"{len(results.runs)} of {len(sweep.configs)} runs of `{shown(sweep.path)}` have results in "
         f"`{shown(sweep.results_dir)}/`."

@@ -9,11 +9,18 @@ tost_p             two one-sided tests of equivalence within +- margin (statsmod
 holm               Holm's step-down adjustment of a family of p-values
 mde                the smallest true mean difference a paired t-test detects with the given power
 units_needed       how many units a paired t-test needs to detect a given effect with the given power
+
+Orders as blocks (a sweep's ``unit: seed``; ``Blocked`` and its functions): with few orders (two: n = 2 units
+leaves a test no power), each run is a replicate and each order a fixed block. The model is
+d[o, s] = mu + alpha[o] + e[o, s] with sum(alpha) = 0: mu is the unweighted mean of the order means, its standard
+error comes from the pooled within-order variance (df = runs - orders), and the inference is about these orders
+only, not about orders in general (the same as OLS ``d ~ C(order, Sum)``'s intercept, which the tests check).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -126,6 +133,109 @@ def units_needed(
     if not enough(most):
         return math.inf
     low, high = 2, most  # enough(low) is false, enough(high) true: bisect on whole numbers
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high
+
+
+BLOCKED_UNIT = "seed (orders as blocks)"
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Paired differences with the orders as fixed blocks: estimate, standard error, degrees of freedom."""
+
+    mean: float
+    se: float
+    df: int
+    n: int  # runs (the replicates)
+    orders: int
+    std: float  # the pooled within-order standard deviation of the differences
+    values: np.ndarray  # the per-run differences (to count those on a claimed side)
+
+
+def blocked_differences(a: pd.Series, b: pd.Series | float) -> Blocked | None:
+    """``a - b`` per run (indexed by (order, seed), paired as ``unit_differences``) as a blocked estimate; None when
+    the runs span one order only (then the seeds are the units: ``unit_differences``)."""
+    if isinstance(b, pd.Series):
+        common = a.index.intersection(b.index)
+        a, b = a.loc[common], b.loc[common]
+    diffs = (a - b).dropna()
+    if not isinstance(diffs.index, pd.MultiIndex) or diffs.index.get_level_values(ORDER).nunique() < 2:
+        return None
+    groups = diffs.groupby(level=ORDER)
+    sizes, means = groups.size(), groups.mean()
+    k, n = len(sizes), len(diffs)
+    df = n - k
+    residual = float(((diffs - diffs.groupby(level=ORDER).transform("mean")) ** 2).sum())
+    std = math.sqrt(residual / df) if df > 0 else math.nan
+    se = std / k * math.sqrt(float((1.0 / sizes).sum())) if df > 0 else math.nan
+    return Blocked(float(means.mean()), se, df, n, k, std, diffs.to_numpy(dtype=float))
+
+
+def blocked_interval(est: Blocked, level: float = 0.95) -> tuple[float, float, float]:
+    if not est.df > 0:
+        return est.mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, est.df)) * est.se
+    return est.mean, est.mean - half, est.mean + half
+
+
+def blocked_p(est: Blocked, null: float = 0.0) -> float:
+    """Two-sided t-test of "mu = null" on ``est.df`` degrees of freedom; nan without any."""
+    if not est.df > 0:
+        return math.nan
+    if est.se == 0:
+        return 1.0 if est.mean == null else 0.0
+    return float(2 * stats.t.sf(abs(est.mean - null) / est.se, est.df))
+
+
+def blocked_tost_p(est: Blocked, margin: float) -> float:
+    """TOST of "|mu| < margin": the larger of the two one-sided p-values."""
+    if not est.df > 0:
+        return math.nan
+    if est.se == 0:
+        return 0.0 if abs(est.mean) < margin else 1.0
+    lower = stats.t.sf((est.mean + margin) / est.se, est.df)  # H0: mu <= -margin
+    upper = stats.t.cdf((est.mean - margin) / est.se, est.df)  # H0: mu >= +margin
+    return float(max(lower, upper))
+
+
+def _power(effect: float, se: float, df: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided t-test at ``alpha`` when the true difference is ``effect`` (noncentral t)."""
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    nc = effect / se
+    reached = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    return reached if np.isfinite(reached) else 1.0  # scipy's nct gives nan far out, where the power is 1
+
+
+def blocked_mde(est: Blocked, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The true difference the blocked test detects with probability ``power`` (solved on the noncentral t)."""
+    if not est.df > 0 or not np.isfinite(est.se) or est.se <= 0:
+        return math.nan
+    from scipy.optimize import brentq
+
+    high = 2 * est.se
+    while _power(high, est.se, est.df, alpha) < power:  # widen the bracket until it holds the answer
+        high *= 2
+    return float(brentq(lambda e: _power(e, est.se, est.df, alpha) - power, 0.0, high))
+
+
+def blocked_runs_needed(
+    effect: float | None, est: Blocked, alpha: float = ALPHA, power: float = POWER, most: int = 10**5
+) -> float:
+    """Runs (seeds spread evenly over the same orders) the blocked test needs to detect ``effect`` with ``power``
+    at the observed within-order spread: the least n > orders with enough power; nan / inf as ``units_needed``."""
+    if effect is None or not np.isfinite(effect) or effect == 0 or not np.isfinite(est.std) or est.std <= 0:
+        return math.nan
+    k = est.orders
+
+    def enough(n: int) -> bool:
+        return _power(abs(effect), est.std / math.sqrt(n), n - k, alpha) >= power
+
+    if not enough(most):
+        return math.inf
+    low, high = k, most  # n = k leaves no degrees of freedom: never enough
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (low, mid) if enough(mid) else (mid, high)

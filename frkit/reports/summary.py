@@ -221,7 +221,7 @@ def write_summary(sweep, results: SweepResults) -> str:
     if not summary.empty:
         atomic.write_csv(out / "summary.csv", summary.join(relative_frame(results), how="left"), float_format="%.6g")
         atomic.write_csv(out / "runs.csv", results.frame(), index=False, float_format="%.6g")
-        claims = claims_table(results.frame(), sorted(sweep.orders[0]))
+        claims = claims_table(results.frame(), sorted(sweep.orders[0]), blocked=sweep.unit == "seed")
         atomic.write_text(
             out / "claims.md",
             f"# Claims checked on sweep `{sweep.name}`\n\n{VERDICT_RULE}\n\n{claims_markdown(claims)}\n",

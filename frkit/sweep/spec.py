@@ -8,6 +8,8 @@ A sweep file (``params/sweeps/*.yaml``)::
     seeds: [0, 1, 2]
     orders: [[en, es, ja]]           # marketplace sequences (default: the base's), or {random: 4, seed: 0}
     baseline: independent            # the "1x" row
+    unit: order                      # claims' unit where runs span several orders: order (seeds averaged inside it,
+                                     # the default) or seed (each run a replicate, orders as fixed blocks)
     results: results/cpu_stsb        # finished runs' small files are copied here (default results/<name>)
     overrides: {epochs: 1}           # for every run
     anchors: ...                     # free: a place for YAML anchors (&name) that runs refer to
@@ -40,6 +42,7 @@ SWEEP_KEYS = {
     "seeds",
     "orders",
     "baseline",
+    "unit",
     "results",
     "overrides",
     "anchors",
@@ -77,6 +80,7 @@ class Sweep:
     labels: list[str]
     configs: dict[RunKey, BaseRunConfig] = field(default_factory=dict)
     description: str = ""  # what the protocol stands in for (issue 30's probe report quotes it)
+    unit: str = "order"  # the claims' unit over several orders: order, or seed with the orders as blocks
     tuning: TuningSpec | None = None  # the sweep's tuning: block (frkit/sweep/tuning.py)
     tuned: bool = False  # its chosen values were found and applied
     run_values: dict = field(default_factory=dict)  # label -> the keys the row sets itself
@@ -87,6 +91,15 @@ class Sweep:
 
     def result_folder(self, key: RunKey) -> Path:
         return key.folder(self.results_dir)
+
+
+def _unit(value, path) -> str:
+    if value not in ("order", "seed"):
+        raise FrkitInputError(
+            f"sweep file {path}: unit must be order (each order one unit, its seeds averaged) or seed (each run a "
+            f"replicate, the orders fixed blocks), got {value!r}"
+        )
+    return value
 
 
 def _orders(spec, marketplaces: list[str], where: str) -> list[tuple[str, ...]]:
@@ -198,6 +211,7 @@ def load_sweep(path: str | Path, overrides: dict | None = None, tuned: bool = Tr
         results_dir=resolve(spec.get("results", f"results/{name}")),
         labels=list(spec["runs"]),
         description=str(spec.get("description") or "").strip(),
+        unit=_unit(spec.get("unit", "order"), path),
         tuning=parse_tuning(spec.get("tuning"), name, f"sweep file {path}", seeds),
     )
     chosen = read_choice(sweep.tuning) if sweep.tuning is not None and tuned else None
