@@ -14,13 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 HEADLINE = {"independent", "sequential", "ewc", "lora", "fr_lora", "fr_lora_beta0", "replay", "adapter"}
 
 
-def test_the_gpu_sweep_is_the_papers_scale_on_the_mixed_protocol(monkeypatch):
+def test_the_gpu_sweep_is_the_papers_scale_on_the_chosen_protocol(monkeypatch):
     monkeypatch.chdir(ROOT)
     sweep = load_sweep(ROOT / "params" / "sweeps" / "gpu_protocol.yaml")
     assert HEADLINE | {"attention_distillation"} <= set(sweep.labels) and len(sweep.orders) == 2
     for cfg in sweep.configs.values():
         assert (cfg.batch_size, cfg.epochs, cfg.patience) == (128, 25, 3)  # FR-LoRA section 5.1
         assert cfg.max_train is cfg.max_test is None and cfg.data_source == "mixed"
+        assert cfg.marketplaces[-1].startswith("pawsx_") and cfg.head_init in ("previous", "fresh")  # as shift.yaml
 
 
 def test_the_script_runs_a_tiny_configuration_and_keeps_only_small_files(tmp_path, tiny_model_dir):
