@@ -187,7 +187,8 @@ def probe_markdown(candidates: list[Candidate]) -> str:
         "",
         "Each candidate protocol is one sweep; every figure is rebuilt from its committed results by "
         "`frkit probe-report " + " ".join(_shown_arg(c) for c in candidates) + "`. "
-        "*forgetting*: the mean over old marketplaces of (final AUC - best AUC since learned), <= 0; *just learned*: "
+        "*forgetting*: FR-LoRA's (1/T) sum over the T marketplaces of (final AUC - best AUC since learned), <= 0, the "
+        "last marketplace counting 0 as the formula is written; *just learned*: "
         "AUC right after a marketplace was learned (mean over marketplaces; *least*: the lowest one), means over a "
         "row's runs; std: sample standard deviation over its runs (seeds); CPU min/run: process time of all threads.",
         "",
