@@ -69,7 +69,7 @@ def test_rows_sequential_forgetting_and_mde_match_a_hand_computation(probe):
     assert seq["p"] == pytest.approx(want) and seq["verdict"] == "reproduced" and seq["n"] == 3
     diffs = np.subtract(AVERAGE["lora"], AVERAGE["sequential"])
     assert pairwise_mde(results)["lora vs sequential"] == pytest.approx(mde(np.std(diffs, ddof=1), 3))
-    text = probe_markdown([Candidate(str(probe), sweep, results)])
+    text = probe_markdown([Candidate(sweep, results)])
     assert "stands in for shops that judge relevance differently" in text
     assert "below 0.7: lora" in text and "**reproduced**" in text
 

@@ -458,20 +458,23 @@ def claim_p(diffs: np.ndarray, direction: str, margin: float = 0.0) -> tuple[flo
     outside: the two-sided t-test of mean = the nearer margin, against."""
     diffs = np.asarray(diffs, dtype=float)
     mean = float(diffs.mean()) if len(diffs) else np.nan
-    if direction == EQUIVALENT:
-        if abs(mean) <= margin:
-            return min(1.0, 2 * st.tost_p(diffs, margin)), True
-        return st.two_sided_p(diffs, float(np.sign(mean)) * margin), False
-    return st.two_sided_p(diffs), (mean > 0) == (direction == GREATER)
+    return _claim_p(mean, lambda null: st.two_sided_p(diffs, null), lambda m: st.tost_p(diffs, m), direction, margin)
 
 
 def blocked_claim_p(est: st.Blocked, direction: str, margin: float = 0.0) -> tuple[float, bool]:
     """``claim_p`` with the orders as blocks: the same rule on the blocked estimate's t-tests."""
+    return _claim_p(
+        est.mean, lambda null: st.blocked_p(est, null), lambda m: st.blocked_tost_p(est, m), direction, margin
+    )
+
+
+def _claim_p(mean: float, p_at, tost_at, direction: str, margin: float) -> tuple[float, bool]:
+    """The rule of ``claim_p``, given the estimate's mean, its two-sided p at a null, and its TOST p at a margin."""
     if direction == EQUIVALENT:
-        if abs(est.mean) <= margin:
-            return min(1.0, 2 * st.blocked_tost_p(est, margin)), True
-        return st.blocked_p(est, float(np.sign(est.mean)) * margin), False
-    return st.blocked_p(est), (est.mean > 0) == (direction == GREATER)
+        if abs(mean) <= margin:
+            return min(1.0, 2 * tost_at(margin)), True
+        return p_at(float(np.sign(mean)) * margin), False
+    return p_at(0.0), (mean > 0) == (direction == GREATER)
 
 
 def decide(p: float, supports: bool, alpha: float = ALPHA) -> str:

@@ -47,7 +47,6 @@ MDE_GOAL = 0.02  # issue 30 (c)
 class Candidate:
     """One candidate protocol: a sweep, its collected results, and the one order read (None: every order)."""
 
-    arg: str  # as given on the command line, e.g. params/sweeps/shift.yaml@stsb_en-stsb_ja-pawsx_es
     sweep: object
     results: SweepResults
     order: str | None = None
@@ -73,7 +72,7 @@ def load_candidate(arg: str) -> Candidate:
             runs={k: v for k, v in results.runs.items() if k.order_tag == order},
             missing={k: v for k, v in results.missing.items() if k.order_tag == order},
         )
-    return Candidate(str(arg), sweep, results, order or None)
+    return Candidate(sweep, results, order or None)
 
 
 def _frame(results: SweepResults) -> pd.DataFrame:

@@ -32,6 +32,14 @@ ALPHA, POWER = 0.05, 0.8
 ORDER, SEED = "order", "seed"
 
 
+def paired_differences(a: pd.Series, b: pd.Series | float) -> pd.Series:
+    """``a - b`` per run, on the runs both hold (or against a number), pairs with a missing side dropped."""
+    if isinstance(b, pd.Series):
+        common = a.index.intersection(b.index)
+        a, b = a.loc[common], b.loc[common]
+    return (a - b).dropna()
+
+
 def unit_differences(a: pd.Series, b: pd.Series | float) -> tuple[pd.Series, str]:
     """The paired differences ``a - b`` reduced to independent units, and the unit's name.
 
@@ -40,10 +48,7 @@ def unit_differences(a: pd.Series, b: pd.Series | float) -> tuple[pd.Series, str
     differences (n = number of orders). Where they span one order, each seed is a unit. ``b`` may be a number (a
     claim against a fixed value). Pairs with a missing value on either side are dropped first.
     """
-    if isinstance(b, pd.Series):
-        common = a.index.intersection(b.index)
-        a, b = a.loc[common], b.loc[common]
-    diffs = (a - b).dropna()
+    diffs = paired_differences(a, b)
     orders = diffs.index.get_level_values(ORDER)
     if orders.nunique() > 1:
         return diffs.groupby(level=ORDER).mean(), ORDER
@@ -158,10 +163,7 @@ class Blocked:
 def blocked_differences(a: pd.Series, b: pd.Series | float) -> Blocked | None:
     """``a - b`` per run (indexed by (order, seed), paired as ``unit_differences``) as a blocked estimate; None when
     the runs span one order only (then the seeds are the units: ``unit_differences``)."""
-    if isinstance(b, pd.Series):
-        common = a.index.intersection(b.index)
-        a, b = a.loc[common], b.loc[common]
-    diffs = (a - b).dropna()
+    diffs = paired_differences(a, b)
     if not isinstance(diffs.index, pd.MultiIndex) or diffs.index.get_level_values(ORDER).nunique() < 2:
         return None
     groups = diffs.groupby(level=ORDER)
